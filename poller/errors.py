@@ -25,21 +25,43 @@ class PollerError(Exception):
 
 
 class ConfigError(PollerError):
-    owner = "customer"
+    owner: ClassVar[FaultOwner] = "customer"
 
 
 class TargetConfigError(PollerError):
-    owner = "customer"
+    owner: ClassVar[FaultOwner] = "customer"
 
 
 class SourceError(PollerError):
-    retriable = True
-    owner = "environment"
+    retriable: ClassVar[bool] = True
+    owner: ClassVar[FaultOwner] = "environment"
 
 
 class SourceNotFound(SourceError):
-    owner = "customer"
+    owner: ClassVar[FaultOwner] = "customer"
 
 
 class SourceUnavailable(SourceError):
     pass
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception a task group failed with, out of its group: a `PollerError` if there is one.
+
+    A mapping's task group fails as a whole when one of its tasks raises; the supervisor wants the
+    cause, not the wrapper, to report and classify it.
+    """
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for leaf in leaves:
+        if isinstance(leaf, PollerError):
+            return leaf
+    return leaves[0] if leaves else group

@@ -1,0 +1,146 @@
+"""The composition root: settings and mappings in, a running service out (DESIGN §2).
+
+Everything is built here and passed down; nothing below reads configuration or builds clients
+on its own. Shutdown is two-phase (ops anchors §7.2): on SIGTERM readiness flips, every source
+stops polling and finishes its in-flight batches within `shutdown.drain_seconds`; whatever is
+still running then is cancelled and hands back what it holds; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import structlog
+from aiobotocore.session import AioSession, get_session
+from prometheus_client import CollectorRegistry
+
+from poller.config import LoadedConfig, Settings, SqsMapping
+from poller.core.clock import Clock, SystemClock
+from poller.observability.metrics import Metrics
+from poller.runtime.clients import ClientPool
+from poller.runtime.http_server import build_app, start_http
+from poller.runtime.invoker import Invoker
+from poller.runtime.status import MappingStatus, ServiceStatus
+from poller.runtime.supervisor import MappingSupervisor, SourceFactory
+from poller.sources.base import Source
+from poller.sources.sqs import SqsSource
+from poller.targets.factory import TargetSpec, open_target
+
+log = structlog.get_logger("poller.app")
+
+
+@dataclass
+class Service:
+    loaded: LoadedConfig
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Clock = field(default_factory=SystemClock)
+    session: AioSession = field(default_factory=get_session)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.registry)
+        self.status = ServiceStatus()
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    def _source_factory(
+        self, mapping: SqsMapping, status: MappingStatus, clients: ClientPool
+    ) -> SourceFactory:
+        aws = self.settings.aws
+        search_paths = (self.loaded.base_dir,)
+
+        async def open_source(stack: AsyncExitStack) -> Source:
+            target = await open_target(
+                TargetSpec(
+                    function_name=mapping.function_name,
+                    mapping_name=mapping.name,
+                    timeout_seconds=mapping.function_timeout_seconds,
+                    region=aws.region,
+                    account_id=aws.account_id,
+                    endpoint_url=aws.endpoint_url,
+                    search_paths=search_paths,
+                ),
+                self.session,
+            )
+            stack.push_async_callback(target.aclose)
+            metrics = status.metrics
+            invoker = Invoker(
+                target=target,
+                metrics=metrics,
+                source_kind=mapping.source_kind,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+            )
+            return SqsSource(
+                mapping,
+                client=await clients.sqs(mapping.region),
+                invoker=invoker,
+                metrics=metrics,
+                status=status,
+                clock=self.clock,
+            )
+
+        return open_source
+
+    async def run(self, *, install_signal_handlers: bool = True) -> int:
+        settings = self.settings
+        async with AsyncExitStack() as stack:
+            clients = ClientPool(self.session, stack, settings.aws.endpoint_url)
+            runner = await start_http(
+                build_app(self.status, self.registry), settings.http.host, settings.http.port
+            )
+            stack.push_async_callback(runner.cleanup)
+            if install_signal_handlers:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.request_stop)
+                    stack.callback(loop.remove_signal_handler, sig)
+            supervisors: list[MappingSupervisor] = []
+            for mapping in self.loaded.mappings:
+                status = MappingStatus(
+                    name=mapping.name,
+                    source_kind=mapping.source_kind,
+                    event_source=mapping.event_source_arn,
+                    function_name=mapping.function_name,
+                    metrics=self.metrics.for_mapping(mapping.name),
+                )
+                self.status.mappings[mapping.name] = status
+                if not mapping.enabled:
+                    status.transition("Disabled")
+                    continue
+                supervisors.append(
+                    MappingSupervisor(mapping.name, self._source_factory(mapping, status, clients), status)
+                )
+            self.status.started = True
+            log.info(
+                "service_started",
+                mappings=len(self.loaded.mappings),
+                http=f"{settings.http.host}:{settings.http.port}",
+            )
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(s.run(), name=f"mapping:{s.name}") for s in supervisors]
+                group.create_task(self._drain_when_asked(supervisors, tasks))
+            log.info("service_stopped")
+        return 0
+
+    async def _drain_when_asked(
+        self, supervisors: list[MappingSupervisor], tasks: list[asyncio.Task[None]]
+    ) -> None:
+        await self.stop_requested.wait()
+        budget = self.settings.shutdown.drain_seconds
+        self.status.draining = True
+        log.info("drain_started", budget_s=budget, mappings=len(supervisors))
+        await asyncio.gather(*(s.stop() for s in supervisors))
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=budget)
+        for task in pending:
+            task.cancel()
+        log.info("drain_finished", abandoned_mappings=len(pending))

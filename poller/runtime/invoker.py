@@ -1,0 +1,131 @@
+"""One batch attempt: invoke the target, classify the result, count it and log it once.
+
+Every source uses this, so invocation metrics and the canonical one-line-per-attempt log
+(DESIGN §1.8) mean the same thing for SQS, streams and Kafka. It never retries: retrying is the
+source's decision (SQS leaves it to the queue, streams follow spec §5.2).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from poller.core.batch_result import (
+    BatchFailed,
+    BatchNotInvoked,
+    BatchPartiallyFailed,
+    BatchResult,
+    BatchSucceeded,
+    classify,
+)
+from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
+from poller.observability.metrics import MappingMetrics
+from poller.targets.base import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The result of one invocation, with the raw outcome kept for failure records."""
+
+    result: BatchResult
+    outcome: InvokeOutcome
+    duration_seconds: float
+
+
+def outcome_label(outcome: InvokeOutcome, result: BatchResult) -> str:
+    match outcome, result:
+        case NotInvoked(), _:
+            return "throttled"
+        case TimedOut(), _:
+            return "timeout"
+        case FunctionFailed(), _:
+            return "error"
+        case Succeeded(), BatchPartiallyFailed():
+            return "partial"
+        case Succeeded(), BatchFailed():
+            return "error"
+        case _:
+            return "success"
+
+
+def request_id_of(outcome: InvokeOutcome) -> str:
+    return "" if isinstance(outcome, NotInvoked) else outcome.request_id
+
+
+class Invoker:
+    def __init__(
+        self,
+        *,
+        target: Target,
+        metrics: MappingMetrics,
+        source_kind: str,
+        report_batch_item_failures: bool,
+    ) -> None:
+        self.target = target
+        self.metrics = metrics
+        self.source_kind = source_kind
+        self.report_batch_item_failures = report_batch_item_failures
+        self.log = structlog.get_logger("poller.batch")
+
+    async def invoke(
+        self,
+        payload: bytes,
+        ids: Collection[str],
+        *,
+        attempt: int,
+        log_fields: Mapping[str, Any],
+        batch_id: str | None = None,
+    ) -> Attempt:
+        """Invoke once with `payload` (a batch whose item ids are `ids`), and account for it."""
+        count = len(ids)
+        if attempt > 1:
+            self.metrics.retries.inc()
+        started = time.perf_counter()
+        outcome = await self.target.invoke(payload)
+        duration = time.perf_counter() - started
+        result = classify(outcome, ids, report_batch_item_failures=self.report_batch_item_failures)
+        label = outcome_label(outcome, result)
+        self.metrics.invocations[label].inc()
+        if not isinstance(result, BatchNotInvoked):
+            self.metrics.records_invoked.inc(count)
+            self.metrics.batch_size.observe(count)
+            self.metrics.invocation_duration.observe(duration)
+        failed = _failed_count(result, count)
+        if failed:
+            self.metrics.records_failed.inc(failed)
+        fields: dict[str, Any] = {
+            "source": self.source_kind,
+            "batch_id": batch_id or uuid.uuid4().hex[:16],
+            "records": count,
+            "attempt": attempt,
+            "outcome": label,
+            "duration_ms": round(duration * 1000, 3),
+            "request_id": request_id_of(outcome),
+            **log_fields,
+        }
+        if isinstance(result, BatchPartiallyFailed):
+            fields["failed_records"] = len(result.failed_ids)
+        elif isinstance(result, BatchFailed | BatchNotInvoked):
+            fields["error"] = _error_text(result)[:300]
+        self.log.info("batch_attempt", **fields)
+        return Attempt(result, outcome, duration)
+
+
+def _failed_count(result: BatchResult, count: int) -> int:
+    """FailedInvokeEventCount (spec §10) counts every event of an invocation that reported failures."""
+    match result:
+        case BatchFailed() | BatchPartiallyFailed():
+            return count
+        case BatchSucceeded() | BatchNotInvoked():
+            return 0
+
+
+def _error_text(result: BatchFailed | BatchNotInvoked) -> str:
+    if isinstance(result, BatchFailed):
+        return result.reason
+    return f"{result.outcome.reason}: {result.outcome.detail}"

@@ -1,0 +1,76 @@
+"""What /status, /readyz and the mapping_state gauge report about each mapping (DESIGN §1.6).
+
+States are Lambda's (spec §1.5). A mapping that cannot start stays `Creating` (or goes back to
+`Enabling` after a crash) with the reason in `StateTransitionReason`, so "not Enabled" is the one
+signal to alert on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from poller.observability.metrics import MappingMetrics
+
+
+@dataclass
+class MappingStatus:
+    name: str
+    source_kind: str
+    event_source: str
+    function_name: str
+    metrics: MappingMetrics
+    state: str = "Creating"
+    state_transition_reason: str = "USER_INITIATED"
+    last_processing_result: str | None = None
+    settled: bool = False
+    """True once the mapping has polled or failed its first start: what /readyz waits for."""
+    positions: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics.set_state(self.state)
+
+    def transition(self, state: str, reason: str = "USER_INITIATED") -> None:
+        self.state = state
+        self.state_transition_reason = reason
+        self.metrics.set_state(state)
+
+    def running(self) -> None:
+        self.transition("Enabled")
+        self.settled = True
+
+    def failing(self, reason: str) -> None:
+        """Could not start or crashed: report why, and let readiness move on without it."""
+        self.transition("Creating" if not self.settled else "Enabling", reason)
+        self.settled = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "Source": self.source_kind,
+            "EventSource": self.event_source,
+            "FunctionName": self.function_name,
+            "State": self.state,
+            "StateTransitionReason": self.state_transition_reason,
+            "LastProcessingResult": self.last_processing_result,
+            "Positions": self.positions,
+        }
+
+
+@dataclass
+class ServiceStatus:
+    mappings: dict[str, MappingStatus] = field(default_factory=dict)
+    started: bool = False
+    draining: bool = False
+
+    def ready(self) -> bool:
+        if self.draining or not self.started:
+            return False
+        return all(s.settled for s in self.mappings.values() if s.state != "Disabled")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready(),
+            "draining": self.draining,
+            "mappings": [s.as_json() for s in self.mappings.values()],
+        }

@@ -1,0 +1,420 @@
+"""The SQS source: Lambda's SQS poller (spec §3.1, §4, §5.1, §9.1).
+
+Receive loops long-poll the queue into a bounded local buffer; one dispatcher gathers batches
+(BatchSize, window, 6 MB) whenever a concurrency slot is free and runs each as a task; a keeper
+extends the visibility of messages still in hand before it runs out. Retrying and dead-lettering
+are the queue's: a failed message is simply not deleted, reappears after its visibility timeout,
+and the queue's redrive policy moves it to its DLQ (the engine never copies it there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from poller.config import SqsMapping
+from poller.core.batch_result import BatchFailed, BatchNotInvoked, BatchPartiallyFailed, BatchSucceeded
+from poller.core.batching import BatchBuilder, BatchLimits
+from poller.core.clock import Clock
+from poller.core.message_buffer import MessageBuffer
+from poller.core.scaling import ConcurrencyScaler, backoff_seconds
+from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, encode_event, to_message
+from poller.errors import ConfigError, SourceNotFound, SourceUnavailable, first_error
+from poller.observability.metrics import MappingMetrics
+from poller.runtime.invoker import Invoker
+from poller.runtime.status import MappingStatus
+from poller.sources import sqs_calls
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+BUFFER_CAPACITY = 100
+"""Messages held between receive and invoke; small, because their visibility timers are running."""
+MAX_RECEIVERS = 10
+RECEIVE_WAIT_SECONDS = 20
+GIVE_BACK_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Held:
+    """A received message still in hand, and when SQS will make it visible again."""
+
+    message: SqsMessage
+    deadline: float
+    extendable: bool = True
+
+
+class SqsSource:
+    kind = "sqs"
+
+    def __init__(
+        self,
+        mapping: SqsMapping,
+        *,
+        client: SQSClient,
+        invoker: Invoker,
+        metrics: MappingMetrics,
+        status: MappingStatus,
+        clock: Clock,
+    ) -> None:
+        self.mapping = mapping
+        self.client = client
+        self.invoker = invoker
+        self.metrics = metrics
+        self.status = status
+        self.clock = clock
+        self.log = structlog.get_logger("poller.sqs").bind(mapping=mapping.name)
+        self.buffer = MessageBuffer(BUFFER_CAPACITY)
+        self.scaler = ConcurrencyScaler.for_mapping(
+            mapping.maximum_concurrency, mapping.minimum_pollers, mapping.maximum_pollers
+        )
+        self.limits = BatchLimits(
+            batch_size=mapping.batch_size,
+            window_seconds=mapping.maximum_batching_window_seconds,
+            envelope_bytes=EVENT_OVERHEAD,
+        )
+        self.held: dict[str, Held] = {}
+        self.in_flight = 0
+        self.forming = 0
+        self.changed = asyncio.Condition()
+        self.stopping = asyncio.Event()
+        self.queue_url = ""
+        self.visibility_timeout = 30
+        self.receivers = 0
+        self.last_receive_full = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop receiving and gathering; batches in flight run on (the drain's first phase)."""
+        self.stopping.set()
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def run(self) -> None:
+        info = await sqs_calls.describe_queue(self.client, self.mapping.queue_name, self.mapping.account_id)
+        if info.visibility_timeout_seconds < self.mapping.function_timeout_seconds:
+            # AWS rejects this mapping at create time with this message (spec §1.6).
+            raise ConfigError(
+                f"Queue visibility timeout: {info.visibility_timeout_seconds} seconds is less than "
+                f"Function timeout: {self.mapping.function_timeout_seconds} seconds"
+            )
+        self.queue_url = info.url
+        self.visibility_timeout = info.visibility_timeout_seconds
+        self.status.running()
+        self.log.info("mapping_started", queue=self.mapping.queue_name, concurrency=self.scaler.target)
+        try:
+            async with asyncio.TaskGroup() as outer:
+                keeper = outer.create_task(self._visibility_loop())
+                async with asyncio.TaskGroup() as work:
+                    work.create_task(self._receive_manager(work))
+                    work.create_task(self._dispatch_loop(work))
+                keeper.cancel()
+        except ExceptionGroup as group:
+            raise first_error(group) from group
+        finally:
+            await self._give_back_all()
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def _receive_manager(self, group: asyncio.TaskGroup) -> None:
+        """Keeps as many receive loops running as the scaler's target calls for."""
+        while not self.stopping.is_set():
+            backlog = len(self.buffer) > 0 or self.last_receive_full
+            target = self.scaler.observe(self.clock.monotonic(), backlog=backlog, busy=self.in_flight)
+            wanted = max(1, min(MAX_RECEIVERS, target))
+            while self.receivers < wanted:
+                self.receivers += 1
+                group.create_task(self._receive_loop(self.receivers))
+            await self._wait_stopping(1.0)
+
+    async def _wait_stopping(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _receive_loop(self, index: int) -> None:
+        failures = 0
+        try:
+            while not self.stopping.is_set() and index <= max(1, min(MAX_RECEIVERS, self.scaler.target)):
+                async with self.changed:
+                    await self.changed.wait_for(
+                        lambda: self.stopping.is_set() or self.buffer.has_room_for(10)
+                    )
+                if self.stopping.is_set():
+                    return
+                try:
+                    messages = await self._receive_once()
+                except SourceNotFound:
+                    raise
+                except SourceUnavailable as exc:
+                    failures += 1
+                    self.metrics.poll_errors.inc()
+                    delay = backoff_seconds(failures) * random.uniform(0.5, 1.0)
+                    self.log.warning("poll_failed", error=str(exc)[:300], retry_in_s=round(delay, 2))
+                    await self._wait_stopping(delay)
+                    continue
+                failures = 0
+                if messages:
+                    await self._accept(messages)
+        finally:
+            self.receivers -= 1
+
+    async def _receive_once(self) -> list[SqsMessage]:
+        receive_task = asyncio.ensure_future(
+            self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        )
+        stop_task = asyncio.ensure_future(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({receive_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+        if receive_task not in done:
+            # Stopping during a long poll: abandon it. A message SQS was handing over in that
+            # instant stays invisible until its timeout, then is redelivered (at-least-once).
+            receive_task.cancel()
+            return []
+        try:
+            reply = receive_task.result()
+        except (ClientError, BotoCoreError) as exc:
+            raise sqs_calls.translate(exc) from exc
+        raw = reply.get("Messages", [])
+        self.last_receive_full = len(raw) >= 10
+        received_at = self.clock.monotonic()
+        out = [
+            to_message(
+                m,
+                queue_arn=self.mapping.event_source_arn,
+                region=self.mapping.region,
+                batching_window_seconds=self.mapping.maximum_batching_window_seconds,
+            )
+            for m in raw
+        ]
+        for message in out:
+            self.held[message.receipt_handle] = Held(message, received_at + self.visibility_timeout)
+        self.metrics.records_polled.inc(len(out))
+        return out
+
+    async def _accept(self, messages: list[SqsMessage]) -> None:
+        async with self.changed:
+            await self.changed.wait_for(
+                lambda: self.stopping.is_set() or self.buffer.has_room_for(len(messages))
+            )
+            if not self.stopping.is_set():
+                self.buffer.extend(messages)
+                self._gauge_buffered()
+                self.changed.notify_all()
+                return
+        await self._give_back(messages)
+
+    # -- batching and dispatch -------------------------------------------------------------------
+
+    def _slot_free(self) -> bool:
+        return self.in_flight < self.scaler.target
+
+    async def _dispatch_loop(self, group: asyncio.TaskGroup) -> None:
+        while True:
+            async with self.changed:
+                await self.changed.wait_for(
+                    lambda: self.stopping.is_set() or (self._slot_free() and self.buffer.has_eligible())
+                )
+                if self.stopping.is_set():
+                    return
+                # Claim the slot before the window opens, so a batch being gathered counts.
+                self.in_flight += 1
+            batch = await self._gather()
+            if not batch:
+                async with self.changed:
+                    self.in_flight -= 1
+                    self.changed.notify_all()
+                continue
+            self.metrics.in_flight_batches.set(self.in_flight)
+            groups = {m.group_id for m in batch if m.group_id is not None}
+            self.buffer.groups_in_flight |= groups
+            group.create_task(self._process(batch, groups))
+
+    async def _gather(self) -> list[SqsMessage]:
+        """Gather one batch: its window opens now, when a slot is free (spec §2)."""
+        builder = BatchBuilder(self.limits, started_at=self.clock.monotonic())
+        batch: list[SqsMessage] = []
+        async with self.changed:
+            while True:
+                full = self.buffer.take(builder, batch)
+                self._gauge_buffered(len(batch))
+                if full or self.stopping.is_set():
+                    break
+                if self.limits.window_seconds <= 0:
+                    if batch:
+                        break
+                    await self.changed.wait_for(lambda: self.stopping.is_set() or self.buffer.has_eligible())
+                    continue
+                remaining = builder.deadline() - self.clock.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self.changed.wait_for(
+                            lambda: self.stopping.is_set() or self.buffer.has_eligible()
+                        )
+                except TimeoutError:
+                    self.buffer.take(builder, batch)
+                    break
+            if self.stopping.is_set() and batch:
+                # Shutting down before the invoke: these go back to the queue at once.
+                self.buffer.put_back_front(batch)
+                return []
+        self._gauge_buffered()
+        return batch
+
+    async def _process(self, batch: list[SqsMessage], groups: set[str]) -> None:
+        batch_id = uuid.uuid4().hex[:16]
+        payload = encode_event(batch)
+        ids = [m.message_id for m in batch]
+        fields = {
+            "mapping": self.mapping.name,
+            "queue": self.mapping.queue_name,
+            "first": ids[0],
+            "last": ids[-1],
+        }
+        failed_groups: set[str] = set()
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                result = (
+                    await self.invoker.invoke(
+                        payload, ids, attempt=attempt, log_fields=fields, batch_id=batch_id
+                    )
+                ).result
+                match result:
+                    case BatchSucceeded():
+                        await self._delete(batch)
+                    case BatchPartiallyFailed(failed_ids=failed_ids):
+                        failed = set(failed_ids)
+                        await self._delete([m for m in batch if m.message_id not in failed])
+                        failed_groups = {m.group_id for m in batch if m.message_id in failed and m.group_id}
+                    case BatchFailed():
+                        failed_groups = set(groups)
+                    case BatchNotInvoked(outcome=outcome):
+                        if await self._wait_before_reinvoke(batch, attempt, outcome.retry_after_seconds):
+                            continue
+                        failed_groups = set(groups)
+                break
+        finally:
+            await self._finish(batch, groups, failed_groups)
+
+    async def _wait_before_reinvoke(
+        self, batch: list[SqsMessage], attempt: int, retry_after: float | None
+    ) -> bool:
+        """After a throttle, back off and try again while the messages are still ours (spec §5.1 item 6).
+
+        Lambda keeps retrying a throttled batch until its visibility timeout expires; then the
+        messages simply reappear in the queue. So the keeper stops extending them, and the wait
+        must end before the earliest of their deadlines.
+        """
+        now = self.clock.monotonic()
+        self.scaler.throttled(now)
+        delay = (
+            retry_after if retry_after is not None else backoff_seconds(attempt) * random.uniform(0.5, 1.0)
+        )
+        deadline = min(
+            (self.held[m.receipt_handle].deadline for m in batch if m.receipt_handle in self.held),
+            default=now,
+        )
+        for message in batch:
+            held = self.held.get(message.receipt_handle)
+            if held is not None:
+                held.extendable = False
+        if now + delay >= deadline - 1.0 or self.stopping.is_set():
+            return False
+        return not await self._wait_stopping(delay)
+
+    async def _finish(self, batch: list[SqsMessage], groups: set[str], failed_groups: set[str]) -> None:
+        """Release the batch's slot and groups; hand back what must not overtake a failed group."""
+        for message in batch:
+            self.held.pop(message.receipt_handle, None)
+        async with self.changed:
+            overtakers = self.buffer.remove_groups(failed_groups) if failed_groups else []
+            self.buffer.groups_in_flight -= groups
+            self.in_flight -= 1
+            self.metrics.in_flight_batches.set(self.in_flight)
+            self._gauge_buffered()
+            self.changed.notify_all()
+        if overtakers:
+            await self._give_back(overtakers)
+
+    async def _delete(self, messages: list[SqsMessage]) -> None:
+        if not messages:
+            return
+        deleted = await sqs_calls.delete_messages(
+            self.client, self.queue_url, [(m.message_id, m.receipt_handle) for m in messages]
+        )
+        self.metrics.records_deleted.inc(deleted)
+
+    # -- visibility ------------------------------------------------------------------------------
+
+    def _extension_seconds(self) -> int:
+        """How far to push a message's visibility while it is still in hand (spec §5.1 item 7)."""
+        return max(
+            int(self.visibility_timeout),
+            self.mapping.maximum_batching_window_seconds + self.mapping.function_timeout_seconds + 30,
+        )
+
+    async def _visibility_loop(self) -> None:
+        margin = min(5.0, max(0.5, self.visibility_timeout / 4))
+        while True:
+            await asyncio.sleep(min(1.0, margin / 2))
+            now = self.clock.monotonic()
+            due = [h for h in self.held.values() if h.extendable and h.deadline - now <= margin]
+            if not due:
+                continue
+            extension = self._extension_seconds()
+            await sqs_calls.change_visibility(
+                self.client,
+                self.queue_url,
+                [(h.message.message_id, h.message.receipt_handle) for h in due],
+                extension,
+            )
+            for held in due:
+                held.deadline = now + extension
+            self.log.debug("visibility_extended", messages=len(due), seconds=extension)
+
+    async def _give_back(self, messages: list[SqsMessage]) -> None:
+        """Make messages visible again at once: received, never invoked (DESIGN §3)."""
+        for message in messages:
+            self.held.pop(message.receipt_handle, None)
+        if messages and self.queue_url:
+            await sqs_calls.change_visibility(
+                self.client, self.queue_url, [(m.message_id, m.receipt_handle) for m in messages], 0
+            )
+
+    async def _give_back_all(self) -> None:
+        pending = self.buffer.drain()
+        self._gauge_buffered()
+        if not pending:
+            return
+        try:
+            async with asyncio.timeout(GIVE_BACK_SECONDS):
+                await self._give_back(pending)
+        except TimeoutError:
+            self.log.warning("give_back_timed_out", messages=len(pending))
+        self.log.info("messages_given_back", messages=len(pending))
+
+    def _gauge_buffered(self, forming: int = 0) -> None:
+        self.forming = forming
+        self.metrics.buffered_records.set(len(self.buffer) + forming)

@@ -1,0 +1,109 @@
+"""The SQS API calls the source makes, with AWS errors translated by code (never by text).
+
+Transient failures of these calls are retried by botocore's own standard retry mode (one retry
+owner for this layer); what is left when those retries are exhausted is reported here as a value
+or a `SourceError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from poller.errors import SourceNotFound, SourceUnavailable
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = structlog.get_logger("poller.sqs")
+
+NOT_FOUND_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def not_found_message() -> str:
+    """AWS's wording when the queue of a mapping is missing (spec §1.6)."""
+    return (
+        "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. "
+        "SQS Error Message: The specified queue does not exist."
+    )
+
+
+def translate(exc: ClientError | BotoCoreError) -> SourceNotFound | SourceUnavailable:
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in NOT_FOUND_CODES:
+            return SourceNotFound(not_found_message())
+        message = exc.response.get("Error", {}).get("Message", "")
+        return SourceUnavailable(
+            f"Error occurred while calling SQS. SQS Error Code: {code}. {message}".strip()
+        )
+    return SourceUnavailable(f"SQS endpoint unreachable: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    url: str
+    visibility_timeout_seconds: int
+
+
+async def describe_queue(client: SQSClient, queue_name: str, account_id: str) -> QueueInfo:
+    try:
+        url = (await client.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account_id))[
+            "QueueUrl"
+        ]
+        attributes = await client.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc) from exc
+    return QueueInfo(url, int(attributes.get("Attributes", {}).get("VisibilityTimeout", "30")))
+
+
+def _chunks(items: Sequence[tuple[str, str]], size: int = 10) -> Iterable[Sequence[tuple[str, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def delete_messages(client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]]) -> int:
+    """DeleteMessageBatch in chunks of 10; returns how many were deleted.
+
+    A message that cannot be deleted (an expired receipt handle, say) is redelivered later, which
+    at-least-once delivery allows; it is logged, never retried here with a stale handle.
+    """
+    deleted = 0
+    for chunk in _chunks(handles):
+        entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle) in enumerate(chunk)]
+        try:
+            reply = await client.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("delete_failed", messages=len(chunk), error=str(exc)[:300])
+            continue
+        deleted += len(reply.get("Successful", []))
+        for failure in reply.get("Failed", []):
+            log.warning("delete_failed", message_id=chunk[int(failure["Id"])][0], code=failure.get("Code"))
+    return deleted
+
+
+async def change_visibility(
+    client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]], timeout_seconds: int
+) -> int:
+    """ChangeMessageVisibilityBatch in chunks of 10; returns how many changed."""
+    changed = 0
+    for chunk in _chunks(handles):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": timeout_seconds}
+            for i, (_, handle) in enumerate(chunk)
+        ]
+        try:
+            reply = await client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("change_visibility_failed", messages=len(chunk), error=str(exc)[:300])
+            continue
+        changed += len(reply.get("Successful", []))
+    return changed
