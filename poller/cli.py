@@ -39,10 +39,8 @@ def _run(config: Path | None) -> int:
     loaded = load_config(config, environ=os.environ, cwd=Path.cwd())
     configure_logging(loaded.settings.log.format, loaded.settings.log.level)
     log = structlog.get_logger("poller.cli")
-    settings_broken = any(
-        p.severity == "error" and p.mapping is None and p.file == loaded.settings_file
-        for p in loaded.problems
-    )
+    # Broken settings (or a settings-level path) stop the service; a broken mapping only stops itself.
+    settings_broken = any(p.mapping is None and p.file in (None, loaded.settings_file) for p in loaded.errors)
     for problem in loaded.problems:
         (log.error if problem.severity == "error" else log.warning)("config_problem", problem=str(problem))
     if settings_broken:

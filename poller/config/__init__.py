@@ -1,1 +1,30 @@
+"""Settings and mapping definitions: YAML in, frozen typed values out (DESIGN §1.3, §1.4).
 
+Every problem is reported as `file:line: Mapping 'name': field: message`; see `loader`.
+"""
+
+from poller.config.loader import (
+    LoadedConfig,
+    find_settings_file,
+    load_config,
+    load_mappings,
+    load_settings,
+)
+from poller.config.problems import Problem
+from poller.config.resolved import Location, ResolvedMapping, SqsMapping
+from poller.config.settings import Settings
+from poller.config.validate import run_validate
+
+__all__ = [
+    "LoadedConfig",
+    "Location",
+    "Problem",
+    "ResolvedMapping",
+    "Settings",
+    "SqsMapping",
+    "find_settings_file",
+    "load_config",
+    "load_mappings",
+    "load_settings",
+    "run_validate",
+]

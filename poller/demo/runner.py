@@ -37,7 +37,9 @@ def _start_moto() -> tuple[Any, str]:
         raise SystemExit(2) from None
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    return server, f"http://127.0.0.1:{server._server.server_port}"
+    wsgi = server._server
+    assert wsgi is not None, "ThreadedMotoServer.start() returns once it listens"
+    return server, f"http://127.0.0.1:{wsgi.server_port}"
 
 
 def _create_queues(endpoint: str) -> tuple[Any, str, str]:

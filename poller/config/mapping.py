@@ -1,0 +1,156 @@
+"""A mapping definition exactly as written: the Lambda CreateEventSourceMapping shape (DESIGN §1.4).
+
+Keys keep their AWS (PascalCase) names so SAM/CloudFormation settings copy over unchanged; Python
+attributes are snake_case. This layer only checks what holds for every source (types, API ranges,
+enums); which keys a source accepts, its defaults and its cross-field rules live in the per-source
+resolvers (`poller.config.sqs`, …), because those differ by source (spec §1.3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_pascal
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+STARTING_POSITIONS = ("LATEST", "AT_TIMESTAMP", "TRIM_HORIZON")
+
+
+class _AwsShape(BaseModel):
+    # Unknown keys are refused, not ignored: a misspelt `MaximumBatchingWindowInSecond` must not
+    # silently fall back to a default (DESIGN §1.4).
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_pascal)
+
+
+def _aws_enum_check(value: str | None) -> str | None:
+    if value is not None and value not in STARTING_POSITIONS:
+        # spec §1.6: AWS's wording, including its (unsorted) order of the enum values.
+        raise ValueError(
+            f"1 validation error detected: Value '{value}' at 'startingPosition' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(STARTING_POSITIONS)}]"
+        )
+    return value
+
+
+def _record_age_check(value: int | None) -> int | None:
+    if value is not None and 0 <= value < 60:
+        # spec §1.4: the API range is -1…604800, yet 0–59 are refused.
+        raise ValueError("Input should be -1 or between 60 and 604800")
+    return value
+
+
+class Filter(_AwsShape):
+    pattern: str
+
+
+class FilterCriteria(_AwsShape):
+    filters: tuple[Filter, ...] = ()
+
+
+class DestinationTarget(_AwsShape):
+    destination: str | None = None
+    """An ARN, `kafka://topic` or `file:///path.jsonl`; `""` means none (as in AWS)."""
+
+
+class DestinationConfig(_AwsShape):
+    on_failure: DestinationTarget | None = None
+    on_success: DestinationTarget | None = None
+
+    @property
+    def failure_destination(self) -> str | None:
+        """`OnFailure.Destination`; None when absent or `""` (AWS's way of removing it)."""
+        return (self.on_failure.destination or None) if self.on_failure else None
+
+    @property
+    def success_destination(self) -> str | None:
+        return (self.on_success.destination or None) if self.on_success else None
+
+
+class ScalingConfig(_AwsShape):
+    maximum_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+
+
+class ProvisionedPollerConfig(_AwsShape):
+    # SQS ranges (spec §1.3). Kafka allows a minimum of 1; its resolver will widen this when
+    # Kafka sources land.
+    minimum_pollers: Annotated[int, Field(ge=2, le=200)] = 2
+    maximum_pollers: Annotated[int, Field(ge=2, le=2000)] = 200
+    poller_group_name: str | None = None
+
+
+class KafkaEndpoints(_AwsShape):
+    kafka_bootstrap_servers: tuple[str, ...] = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+
+
+class SelfManagedEventSource(_AwsShape):
+    endpoints: KafkaEndpoints
+
+
+class KafkaConsumerConfig(_AwsShape):
+    consumer_group_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+SourceAccessType = Literal[
+    "BASIC_AUTH",
+    "VPC_SUBNET",
+    "VPC_SECURITY_GROUP",
+    "SASL_SCRAM_512_AUTH",
+    "SASL_SCRAM_256_AUTH",
+    "VIRTUAL_HOST",
+    "CLIENT_CERTIFICATE_TLS_AUTH",
+    "SERVER_ROOT_CA_CERTIFICATE",
+]
+
+
+class SourceAccessConfiguration(_AwsShape):
+    type: SourceAccessType
+    uri: str = Field(alias="URI")
+
+
+class MetricsConfig(_AwsShape):
+    metrics: tuple[Literal["EventCount", "ErrorCount", "KafkaMetrics"], ...] = ()
+
+
+class RawMapping(_AwsShape):
+    """One mapping as the file spells it; `None` means "not given" so resolvers can tell."""
+
+    # Extensions (not in the Lambda API).
+    name: str = Field(pattern=NAME_PATTERN)
+    """Stable id: keys checkpoints, metric labels and logs; unique across all files."""
+    function_timeout: Annotated[int, Field(ge=1, le=900)] = 3
+    """Seconds, as a Lambda function's timeout."""
+
+    # CreateEventSourceMapping parameters.
+    event_source_arn: str | None = None
+    function_name: Annotated[str, Field(min_length=1)]
+    enabled: bool = True
+    batch_size: int | None = None
+    """Range depends on the source (spec §1.3), so it is checked there, with AWS's message."""
+    maximum_batching_window_in_seconds: Annotated[int, Field(ge=0, le=300)] | None = None
+    starting_position: Annotated[str | None, AfterValidator(_aws_enum_check)] = None
+    starting_position_timestamp: datetime | None = None
+    parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
+    bisect_batch_on_function_error: bool | None = None
+    maximum_retry_attempts: Annotated[int, Field(ge=-1, le=10000)] | None = None
+    maximum_record_age_in_seconds: Annotated[
+        int | None, Field(ge=-1, le=604800), AfterValidator(_record_age_check)
+    ] = None
+    function_response_types: tuple[Literal["ReportBatchItemFailures"], ...] = Field(default=(), max_length=1)
+    filter_criteria: FilterCriteria | None = None
+    destination_config: DestinationConfig | None = None
+    tumbling_window_in_seconds: Annotated[int, Field(ge=0, le=900)] | None = None
+    scaling_config: ScalingConfig | None = None
+    provisioned_poller_config: ProvisionedPollerConfig | None = None
+    topics: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=1)
+    self_managed_event_source: SelfManagedEventSource | None = None
+    self_managed_kafka_event_source_config: KafkaConsumerConfig | None = None
+    amazon_managed_kafka_event_source_config: KafkaConsumerConfig | None = None
+    source_access_configurations: tuple[SourceAccessConfiguration, ...] | None = Field(
+        default=None, max_length=22
+    )
+    kms_key_arn: str | None = Field(default=None, alias="KMSKeyArn")
+    metrics_config: MetricsConfig | None = None
+    tags: dict[str, str] | None = None

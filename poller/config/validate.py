@@ -1,0 +1,32 @@
+"""`poller validate`: load everything, print every problem, exit non-zero on any error (DESIGN §1.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from poller.config.loader import load_config
+
+
+def run_validate(
+    explicit: Path | None, *, environ: Mapping[str, str] | None = None, cwd: Path | None = None, out: TextIO
+) -> int:
+    """Print each problem (`file:line: Mapping 'name': field: message`), then a summary line.
+
+    Returns the exit status: 1 if any error, else 0. Warnings are printed but do not fail, so CI
+    can run this on every change without tripping over, say, an intentionally empty directory.
+    """
+    loaded = load_config(explicit, environ=environ, cwd=cwd)
+    for problem in loaded.problems:
+        print(problem, file=out)
+    errors, warnings = len(loaded.errors), len(loaded.warnings)
+    summary = f"{_count(len(loaded.mappings), 'mapping')} OK, {_count(errors, 'problem')}"
+    if warnings:
+        summary += f", {_count(warnings, 'warning')}"
+    print(summary, file=out)
+    return 1 if errors else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
