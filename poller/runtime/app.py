@@ -20,13 +20,13 @@ from prometheus_client import CollectorRegistry
 from poller.config import LoadedConfig, Settings, SqsMapping
 from poller.core.clock import Clock, SystemClock
 from poller.observability.metrics import Metrics
-from poller.runtime.clients import ClientPool
+from poller.runtime.clients import open_sqs_client
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory
 from poller.sources.base import Source
-from poller.sources.sqs import SqsSource
+from poller.sources.sqs import MAX_RECEIVERS, SqsSource
 from poller.targets.factory import TargetSpec, open_target
 
 log = structlog.get_logger("poller.app")
@@ -51,9 +51,7 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
-    def _source_factory(
-        self, mapping: SqsMapping, status: MappingStatus, clients: ClientPool
-    ) -> SourceFactory:
+    def _source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
         aws = self.settings.aws
         search_paths = (self.loaded.base_dir,)
 
@@ -80,7 +78,13 @@ class Service:
             )
             return SqsSource(
                 mapping,
-                client=await clients.sqs(mapping.region),
+                client=await open_sqs_client(
+                    self.session,
+                    stack,
+                    region=mapping.region,
+                    endpoint_url=aws.endpoint_url,
+                    receivers=MAX_RECEIVERS,
+                ),
                 invoker=invoker,
                 metrics=metrics,
                 status=status,
@@ -92,7 +96,6 @@ class Service:
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         settings = self.settings
         async with AsyncExitStack() as stack:
-            clients = ClientPool(self.session, stack, settings.aws.endpoint_url)
             runner = await start_http(
                 build_app(self.status, self.registry), settings.http.host, settings.http.port
             )
@@ -116,7 +119,7 @@ class Service:
                     status.transition("Disabled")
                     continue
                 supervisors.append(
-                    MappingSupervisor(mapping.name, self._source_factory(mapping, status, clients), status)
+                    MappingSupervisor(mapping.name, self._source_factory(mapping, status), status)
                 )
             self.status.started = True
             log.info(

@@ -1,10 +1,15 @@
-"""AWS clients shared by every mapping of one process, one per service and region."""
+"""AWS clients, one per mapping so one mapping's long polls never starve another's calls.
+
+A client's connection pool is shared by everything that uses it: with one client for every
+mapping, receive long polls (20 s each) can hold all connections while a visibility extension or a
+delete waits behind them until messages time out. Each mapping gets a pool sized for its own
+receivers plus room for its control calls.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
@@ -12,34 +17,22 @@ from aiobotocore.session import AioSession
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-# Long polls wait up to 20 s; the read timeout must outlast them.
-SQS_CONFIG = AioConfig(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=40,
-    max_pool_connections=64,
-)
+
+def sqs_config(receivers: int) -> AioConfig:
+    return AioConfig(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=40,  # long polls wait up to 20 s; the read timeout must outlast them
+        max_pool_connections=receivers + 20,
+    )
 
 
-class ClientPool:
-    def __init__(self, session: AioSession, stack: AsyncExitStack, endpoint_url: str | None) -> None:
-        self.session = session
-        self.stack = stack
-        self.endpoint_url = endpoint_url
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = asyncio.Lock()
-
-    async def _get(self, service: str, region: str, config: AioConfig) -> Any:
-        key = (service, region)
-        async with self._lock:
-            if key not in self._clients:
-                self._clients[key] = await self.stack.enter_async_context(
-                    self.session.create_client(  # type: ignore[call-overload]
-                        service, region_name=region, endpoint_url=self.endpoint_url, config=config
-                    )
-                )
-            return self._clients[key]
-
-    async def sqs(self, region: str) -> SQSClient:
-        client: SQSClient = await self._get("sqs", region, SQS_CONFIG)
-        return client
+async def open_sqs_client(
+    session: AioSession, stack: AsyncExitStack, *, region: str, endpoint_url: str | None, receivers: int
+) -> SQSClient:
+    client: SQSClient = await stack.enter_async_context(
+        session.create_client(
+            "sqs", region_name=region, endpoint_url=endpoint_url, config=sqs_config(receivers)
+        )
+    )
+    return client

@@ -262,7 +262,9 @@ async def start_poller(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[Star
         for name, source in (handlers or {}).items():
             (workdir / f"{name}.py").write_text(source)
         for i, mapping in enumerate(mappings):
-            (workdir / "mappings" / f"m{i}.yaml").write_text(json.dumps(mapping))
+            # Test queues use 1-2 s visibility timeouts for quick retries, and AWS rejects a function
+            # timeout above the queue's (spec §1.6): default to 1 s unless the test says otherwise.
+            (workdir / "mappings" / f"m{i}.yaml").write_text(json.dumps({"FunctionTimeout": 1, **mapping}))
         port = free_port()
         base_settings: dict[str, Any] = {
             "aws": {"region": REGION, "account_id": ACCOUNT},

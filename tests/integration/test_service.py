@@ -164,6 +164,7 @@ async def test_sigterm_drains_in_flight_and_hands_back_the_rest(
                 "FunctionName": function_server.url,
                 "BatchSize": 1,
                 "ScalingConfig": {"MaximumConcurrency": 2},
+                "FunctionTimeout": 5,
             }
         ]
     )

@@ -1,0 +1,107 @@
+"""Turning a mapping's `FunctionName` into a `Target` (DESIGN §1.5).
+
+Everything that can be checked without calling the function is checked here, once: a target
+that cannot work fails at open with TargetConfigError, never on every invoke.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiobotocore.session
+from yarl import URL
+
+from poller.errors import TargetConfigError
+from poller.targets.base import Target
+from poller.targets.context import ContextFactory
+from poller.targets.http import HttpTarget
+from poller.targets.lambda_invoke import LambdaTarget
+from poller.targets.python_handler import PythonTarget
+
+PYTHON_PREFIX = "python:"
+
+# The FunctionName pattern of the Lambda Invoke API: a name, `name:qualifier`, a partial ARN
+# (`123456789012:function:name`) or a full ARN, in any partition.
+_LAMBDA_FUNCTION_NAME = re.compile(
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
+    r"(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    function_name: str
+    """The mapping's FunctionName, as written."""
+    mapping_name: str
+    """The mapping's Name: the function name a `python:` or HTTP target is known by."""
+    timeout_seconds: float
+    """FunctionTimeout."""
+    region: str
+    account_id: str
+    endpoint_url: str | None
+    """AWS endpoint for the Lambda Invoke target (LocalStack, moto); None for AWS itself."""
+    search_paths: tuple[Path, ...] = ()
+    """Extra directories for `python:` modules (the settings file's directory)."""
+    memory_limit_in_mb: int = 128
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def function_arn(spec: TargetSpec) -> str:
+    """The ARN poller makes up for a target that is not a Lambda function (DESIGN §1.3)."""
+    return (
+        f"arn:{_partition(spec.region)}:lambda:{spec.region}:{spec.account_id}:function:{spec.mapping_name}"
+    )
+
+
+async def open_target(spec: TargetSpec, session: aiobotocore.session.AioSession | None = None) -> Target:
+    """Build the target `spec.function_name` names. Raises TargetConfigError if it cannot work."""
+    name = spec.function_name.strip()
+    if not name:
+        raise TargetConfigError("FunctionName is empty")
+    if not spec.timeout_seconds > 0:
+        raise TargetConfigError(f"FunctionTimeout must be positive, got {spec.timeout_seconds}")
+
+    if name.startswith(PYTHON_PREFIX):
+        contexts = ContextFactory.for_function(
+            spec.mapping_name,
+            function_arn(spec),
+            memory_limit_in_mb=spec.memory_limit_in_mb,
+            timeout_seconds=spec.timeout_seconds,
+        )
+        return await PythonTarget.open(
+            name.removeprefix(PYTHON_PREFIX),
+            contexts=contexts,
+            timeout_seconds=spec.timeout_seconds,
+            search_paths=spec.search_paths,
+        )
+
+    if name.lower().startswith(("http://", "https://")):
+        try:
+            url = URL(name)
+        except ValueError as exc:
+            raise TargetConfigError(f"FunctionName '{name}' is not a valid URL: {exc}") from exc
+        if not url.host:
+            raise TargetConfigError(f"FunctionName '{name}' has no host")
+        return await HttpTarget.open(name, timeout_seconds=spec.timeout_seconds)
+
+    if not _LAMBDA_FUNCTION_NAME.fullmatch(name):
+        raise TargetConfigError(
+            f"FunctionName '{name}' is not python:package.module.function, an http(s) URL, "
+            "a Lambda function name, name:alias or a Lambda function ARN"
+        )
+    return await LambdaTarget.open(
+        name,
+        timeout_seconds=spec.timeout_seconds,
+        region=spec.region,
+        endpoint_url=spec.endpoint_url,
+        session=session,
+    )
