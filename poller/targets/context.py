@@ -12,6 +12,16 @@ import time
 from dataclasses import dataclass
 
 
+class CognitoIdentity:
+    """The caller's Cognito identity, as the Python runtime shapes it; empty for mappings."""
+
+    cognito_identity_id: str | None = None
+    cognito_identity_pool_id: str | None = None
+
+    def __repr__(self) -> str:
+        return "CognitoIdentity([cognito_identity_id=None,cognito_identity_pool_id=None])"
+
+
 class LambdaContext:
     """One invocation's context. A plain mutable object, as the real runtime's is."""
 
@@ -36,8 +46,9 @@ class LambdaContext:
         self.log_group_name = log_group_name
         self.log_stream_name = log_stream_name
         # No Cognito caller, no mobile client context and no tenant: an event-source mapping
-        # invokes without any of them.
-        self.identity: object | None = None
+        # invokes without any of them. The runtime still gives an identity object whose fields are
+        # None, so handlers that read context.identity.cognito_identity_id work unchanged.
+        self.identity = CognitoIdentity()
         self.client_context: object | None = None
         self.tenant_id: str | None = None
         self._deadline = deadline_monotonic
@@ -58,7 +69,7 @@ class LambdaContext:
             f"log_group_name={self.log_group_name},log_stream_name={self.log_stream_name},"
             f"function_name={self.function_name},memory_limit_in_mb={self.memory_limit_in_mb},"
             f"function_version={self.function_version},"
-            f"invoked_function_arn={self.invoked_function_arn},client_context=None,identity=None])"
+            f"invoked_function_arn={self.invoked_function_arn},client_context=None,identity={self.identity!r}])"
         )
 
 

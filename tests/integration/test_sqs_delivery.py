@@ -82,6 +82,20 @@ async def test_event_payload_matches_lambda_sqs_record(
     assert poller.metric("poller_records_polled_total", mapping="payload") == 1
     assert poller.metric("poller_records_invoked_total", mapping="payload") == 1
     assert poller.terminate() == 0
+    # DESIGN §1.8: one log line per batch attempt, and never a record body.
+    attempts = [line for line in poller.logs() if line.get("event") == "batch_attempt"]
+    assert len(attempts) == 1
+    assert {
+        "mapping",
+        "source",
+        "batch_id",
+        "records",
+        "attempt",
+        "outcome",
+        "duration_ms",
+        "request_id",
+    } <= set(attempts[0])
+    assert "orderId" not in poller.log_path.read_text()
 
 
 async def test_md5_of_message_attributes_follows_the_batching_window(

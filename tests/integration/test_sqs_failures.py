@@ -213,3 +213,33 @@ async def test_unchanged_powertools_batch_processor_reports_the_only_retried_mes
     assert poller.metric("poller_invocations_total", mapping="powertools", outcome="partial") >= 1
     assert poller.metric("poller_invocations_total", mapping="powertools", outcome="error") >= 1
     assert poller.metric("poller_records_deleted_total", mapping="powertools") == 3
+
+
+async def test_throttled_invoke_is_retried_in_hand_without_counting_as_a_receive(
+    sqs: Any, make_queue: Any, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """spec §4.1, §5.1 item 6: a 429 means the function never ran; the batch is retried (after
+    Retry-After) while its messages are still invisible, so the queue sees one receive."""
+    queue = make_queue(visibility=10)
+    calls = 0
+
+    async def throttle_once(_: dict[str, Any]) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.json_response(None)
+
+    function_server.behaviour = throttle_once
+    sqs.send_message(QueueUrl=queue.url, MessageBody="throttled")
+    poller = await start_poller(
+        [{"Name": "throttle", "EventSourceArn": queue.arn, "FunctionName": function_server.url}]
+    )
+    await wait_until(
+        lambda: queue_depth(sqs, queue) == (0, 0) and len(function_server.records) == 2,
+        what="retried and deleted",
+    )
+    assert [r["attributes"]["ApproximateReceiveCount"] for r in function_server.records] == ["1", "1"]
+    assert poller.metric("poller_invocations_total", mapping="throttle", outcome="throttled") == 1
+    assert poller.metric("poller_invocations_total", mapping="throttle", outcome="success") == 1
+    assert poller.metric("poller_records_failed_total", mapping="throttle") == 0
