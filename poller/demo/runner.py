@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import sys
@@ -35,6 +36,8 @@ def _start_moto() -> tuple[Any, str]:
     except ImportError:
         sys.stderr.write("poller demo needs the embedded AWS emulation: pip install 'poller[demo]'\n")
         raise SystemExit(2) from None
+    # moto's HTTP server logs every request through werkzeug; the demo shows its own progress.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     wsgi = server._server
