@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 
 import orjson
 
-from poller.core.outcome import FunctionErrorKind
+from poller.core.outcome import FunctionErrorKind, FunctionFailed, TimedOut
 
 TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"
 """The errorType Lambda (and its Runtime Interface Emulator) report when a function overran."""
@@ -67,3 +67,32 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - (time.time() if now is None else now)
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def function_error_outcome(
+    body: bytes,
+    function_error: str,
+    *,
+    status_code: int,
+    executed_version: str,
+    request_id: str,
+    timeout_seconds: float,
+) -> FunctionFailed | TimedOut:
+    """The outcome of a reply that carries a function error (an HTTP header or Invoke's FunctionError).
+
+    Lambda reports an overrun as an Unhandled error of type Sandbox.Timedout; it is a timeout here
+    so it is counted apart.
+    """
+    error_type, message, trace = error_fields(body) or ("FunctionError", truncate(body), ())
+    if error_type == TIMEOUT_ERROR_TYPE:
+        return TimedOut(timeout_seconds, request_id=request_id, detail=message)
+    return FunctionFailed(
+        error_type=error_type,
+        error_message=message,
+        stack_trace=trace,
+        payload=body,
+        function_error=function_error_kind(function_error),
+        status_code=status_code,
+        executed_version=executed_version,
+        request_id=request_id,
+    )

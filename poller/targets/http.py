@@ -14,9 +14,7 @@ from multidict import CIMultiDictProxy
 
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
 from poller.targets._responses import (
-    TIMEOUT_ERROR_TYPE,
-    error_fields,
-    function_error_kind,
+    function_error_outcome,
     parse_retry_after,
     truncate,
 )
@@ -42,18 +40,13 @@ def classify_response(
     version = headers.get("X-Amz-Executed-Version", "$LATEST")
     function_error = headers.get("X-Amz-Function-Error")
     if function_error is not None:
-        error_type, message, trace = error_fields(body) or ("FunctionError", truncate(body), ())
-        if error_type == TIMEOUT_ERROR_TYPE:
-            return TimedOut(timeout_seconds, request_id=request_id, detail=message)
-        return FunctionFailed(
-            error_type=error_type,
-            error_message=message,
-            stack_trace=trace,
-            payload=body,
-            function_error=function_error_kind(function_error),
+        return function_error_outcome(
+            body,
+            function_error,
             status_code=status,
             executed_version=version,
             request_id=request_id,
+            timeout_seconds=timeout_seconds,
         )
     if 200 <= status < 300:
         return Succeeded(payload=body, status_code=status, executed_version=version, request_id=request_id)

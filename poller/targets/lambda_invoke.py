@@ -24,11 +24,8 @@ from botocore.exceptions import (
 
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
 from poller.targets._responses import (
-    TIMEOUT_ERROR_TYPE,
-    error_fields,
-    function_error_kind,
+    function_error_outcome,
     parse_retry_after,
-    truncate,
 )
 
 if TYPE_CHECKING:
@@ -134,18 +131,13 @@ class LambdaTarget:
             return Succeeded(
                 payload=body, status_code=status, executed_version=version, request_id=request_id
             )
-        error_type, message, trace = error_fields(body) or ("FunctionError", truncate(body), ())
-        if error_type == TIMEOUT_ERROR_TYPE:
-            return TimedOut(self._timeout, request_id=request_id, detail=message)
-        return FunctionFailed(
-            error_type=error_type,
-            error_message=message,
-            stack_trace=trace,
-            payload=body,
-            function_error=function_error_kind(function_error),
+        return function_error_outcome(
+            body,
+            function_error,
             status_code=status,
             executed_version=version,
             request_id=request_id,
+            timeout_seconds=self._timeout,
         )
 
     async def aclose(self) -> None:
