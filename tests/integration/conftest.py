@@ -177,7 +177,7 @@ class FunctionServer:
 @pytest.fixture
 async def function_server() -> AsyncIterator[FunctionServer]:
     server = FunctionServer()
-    app = web.Application()
+    app = web.Application(client_max_size=8 * 1024 * 1024)  # Lambda payloads reach 6 MB
     app.router.add_post("/invoke", server.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -203,3 +204,30 @@ async def test_concurrency_scales_beyond_one_batch_without_a_cap(
     await start_poller([mapping("scaled", queue.arn, function_server.url, BatchSize=1)])
     await wait_until(lambda: len(function_server.records) == 20, timeout=30, what="20 records")
     assert function_server.max_concurrent >= 3
+
+
+async def test_batches_stay_under_the_6_mb_payload_cap(
+    sqs: Any, make_queue: Any, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """spec §2: a batch is also cut when its payload, metadata included, would pass 6 MB."""
+    queue = make_queue(visibility=30)
+    big = "x" * 250_000
+    for i in range(30):
+        sqs.send_message(QueueUrl=queue.url, MessageBody=f"{i:03d}{big}")
+    await start_poller(
+        [
+            mapping(
+                "big",
+                queue.arn,
+                function_server.url,
+                BatchSize=100,
+                MaximumBatchingWindowInSeconds=2,
+                ScalingConfig={"MaximumConcurrency": 2},
+            ),
+        ]
+    )
+    await wait_until(lambda: len(function_server.records) == 30, timeout=30, what="all 30 large records")
+    assert len(function_server.events) >= 2
+    for event in function_server.events:
+        assert len(json.dumps(event, separators=(",", ":")).encode()) <= 6 * 1024 * 1024
+    assert sorted(r["body"][:3] for r in function_server.records) == [f"{i:03d}" for i in range(30)]
