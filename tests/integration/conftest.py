@@ -144,6 +144,16 @@ def drain_queue(sqs: Any, queue: Queue) -> list[dict[str, Any]]:
 Behaviour = Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
+def succeed_after(seconds: float) -> Behaviour:
+    """A function that works for `seconds` (simulated work, not synchronisation), then succeeds."""
+
+    async def behaviour(_: dict[str, Any]) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return web.json_response(None)
+
+    return behaviour
+
+
 @dataclass
 class FunctionServer:
     """An HTTP function target run by the test: records every event, answers as scripted."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import FunctionServer, StartPoller, queue_depth, wait_until
+from tests.integration.conftest import FunctionServer, StartPoller, queue_depth, succeed_after, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +115,7 @@ async def test_kill_9_mid_run_loses_nothing(
     """DESIGN §3: a crash at any point loses nothing; a new process delivers every message at least once."""
     queue = make_queue(visibility=2)
 
-    async def slowish(_: dict[str, Any]) -> web.StreamResponse:
-        await asyncio.sleep(0.05)
-        return web.json_response(None)
-
-    function_server.behaviour = slowish
+    function_server.behaviour = succeed_after(0.05)
     bodies = {f"m{i}" for i in range(40)}
     for body in sorted(bodies):
         sqs.send_message(QueueUrl=queue.url, MessageBody=body)
@@ -190,11 +186,7 @@ async def test_visibility_is_extended_while_a_long_invocation_runs(
     """spec §5.1 item 7: window + function time beyond the visibility timeout must not cause a redelivery."""
     queue = make_queue(visibility=2)
 
-    async def long(_: dict[str, Any]) -> web.StreamResponse:
-        await asyncio.sleep(1.8)
-        return web.json_response(None)
-
-    function_server.behaviour = long
+    function_server.behaviour = succeed_after(1.8)
     sqs.send_message(QueueUrl=queue.url, MessageBody="long")
     await start_poller(
         [

@@ -9,9 +9,16 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.integration.conftest import ACCOUNT, REGION, FunctionServer, StartPoller, queue_depth, wait_until
+from tests.integration.conftest import (
+    ACCOUNT,
+    REGION,
+    FunctionServer,
+    StartPoller,
+    queue_depth,
+    succeed_after,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,11 +175,7 @@ async def test_maximum_concurrency_is_never_exceeded(
     """spec §9.1: ScalingConfig.MaximumConcurrency caps concurrent invocations of the mapping."""
     queue = make_queue(visibility=30)
 
-    async def slow(_: dict[str, Any]) -> web.StreamResponse:
-        await asyncio.sleep(0.3)
-        return web.json_response({})
-
-    function_server.behaviour = slow
+    function_server.behaviour = succeed_after(0.3)
     for i in range(16):
         sqs.send_message(QueueUrl=queue.url, MessageBody=f"m{i}")
     poller = await start_poller(
@@ -194,11 +197,7 @@ async def test_concurrency_scales_beyond_one_batch_without_a_cap(
     """spec §9.1: without MaximumConcurrency, several batches run at once while a backlog exists."""
     queue = make_queue(visibility=30)
 
-    async def slow(_: dict[str, Any]) -> web.StreamResponse:
-        await asyncio.sleep(0.5)
-        return web.json_response({})
-
-    function_server.behaviour = slow
+    function_server.behaviour = succeed_after(0.5)
     for i in range(20):
         sqs.send_message(QueueUrl=queue.url, MessageBody=f"m{i}")
     await start_poller([mapping("scaled", queue.arn, function_server.url, BatchSize=1)])
