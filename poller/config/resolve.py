@@ -127,12 +127,6 @@ def _common_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
             f"MaximumPollers ({pollers.maximum_pollers})."
         )
         problems.append(ctx.problem(("ProvisionedPollerConfig", "MinimumPollers"), message))
-    if raw.filter_criteria is not None and raw.filter_criteria.filters:
-        # Filtering changes which records are deleted unseen (spec §7.5); accepting the key and
-        # ignoring it would deliver records the user meant to drop.
-        problems.append(
-            ctx.problem(("FilterCriteria",), "Event filtering (FilterCriteria) is not supported yet.")
-        )
     return problems
 
 

@@ -46,6 +46,8 @@ class SqsMapping:
     minimum_pollers: int | None
     """ProvisionedPollerConfig; None when the mapping is not in provisioned mode."""
     maximum_pollers: int | None
+    filter_patterns: tuple[str, ...] = ()
+    """FilterCriteria.Filters[*].Pattern, already validated; records matching none are deleted unseen."""
     source_kind: ClassVar[str] = "sqs"
 
 

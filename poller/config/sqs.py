@@ -10,6 +10,7 @@ from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import Location, SqsMapping
 from poller.config.sources import SqsQueueArn
+from poller.core.filtering import FilterPatternError, compile_filters, compile_pattern
 
 DEFAULT_BATCH_SIZE = 10
 MAX_BATCH_SIZE_STANDARD = 10_000
@@ -86,6 +87,9 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
             )
         )
 
+    patterns = tuple(f.pattern for f in raw.filter_criteria.filters) if raw.filter_criteria else ()
+    problems += _filter_problems(patterns, ctx)
+
     if problems or queue is None:
         return problems
     pollers = raw.provisioned_poller_config
@@ -106,4 +110,21 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
         maximum_concurrency=raw.scaling_config.maximum_concurrency if raw.scaling_config else None,
         minimum_pollers=pollers.minimum_pollers if pollers else None,
         maximum_pollers=pollers.maximum_pollers if pollers else None,
+        filter_patterns=patterns,
     )
+
+
+def _filter_problems(patterns: tuple[str, ...], ctx: MappingContext) -> list[Problem]:
+    """spec §7.6: an invalid pattern is refused at load with AWS's message, naming which one."""
+    problems: list[Problem] = []
+    for index, pattern in enumerate(patterns):
+        try:
+            compile_pattern(pattern, source="sqs")
+        except FilterPatternError as exc:
+            problems.append(ctx.problem(("FilterCriteria", "Filters", index, "Pattern"), str(exc)))
+    if not problems:
+        try:
+            compile_filters(patterns, source="sqs")
+        except FilterPatternError as exc:
+            problems.append(ctx.problem(("FilterCriteria", "Filters"), f"{exc} ({exc.detail})"))
+    return problems

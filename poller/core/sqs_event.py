@@ -83,10 +83,15 @@ def to_message(
     record = build_record(
         message, queue_arn=queue_arn, region=region, batching_window_seconds=batching_window_seconds
     )
+    return from_record(record)
+
+
+def from_record(record: Mapping[str, Any]) -> SqsMessage:
+    """The in-hand message for an event record built by `build_record`."""
     return SqsMessage(
-        message_id=message["MessageId"],
-        receipt_handle=message["ReceiptHandle"],
-        group_id=message.get("Attributes", {}).get("MessageGroupId"),
+        message_id=record["messageId"],
+        receipt_handle=record["receiptHandle"],
+        group_id=record["attributes"].get("MessageGroupId"),
         record=orjson.dumps(record),
     )
 

@@ -22,9 +22,10 @@ from poller.config import SqsMapping
 from poller.core.batch_result import BatchFailed, BatchNotInvoked, BatchPartiallyFailed, BatchSucceeded
 from poller.core.batching import BatchBuilder, BatchLimits
 from poller.core.clock import Clock
+from poller.core.filtering import FilterSet, compile_filters, sqs_view
 from poller.core.message_buffer import MessageBuffer
 from poller.core.scaling import ConcurrencyScaler, backoff_seconds
-from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, encode_event, to_message
+from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, build_record, encode_event, from_record
 from poller.errors import ConfigError, SourceNotFound, SourceUnavailable, first_error
 from poller.observability.metrics import MappingMetrics
 from poller.runtime.invoker import Invoker
@@ -78,6 +79,10 @@ class SqsSource:
             batch_size=mapping.batch_size,
             window_seconds=mapping.maximum_batching_window_seconds,
             envelope_bytes=EVENT_OVERHEAD,
+        )
+        # Compiled once per mapping; the loader has already refused invalid patterns (spec §7.6).
+        self.filters: FilterSet | None = (
+            compile_filters(mapping.filter_patterns, source="sqs") if mapping.filter_patterns else None
         )
         self.held: dict[str, Held] = {}
         self.in_flight = 0
@@ -196,18 +201,26 @@ class SqsSource:
         raw = reply.get("Messages", [])
         self.last_receive_full = len(raw) >= 10
         received_at = self.clock.monotonic()
-        out = [
-            to_message(
-                m,
+        out: list[SqsMessage] = []
+        filtered: list[tuple[str, str]] = []
+        for raw_message in raw:
+            record = build_record(
+                raw_message,
                 queue_arn=self.mapping.event_source_arn,
                 region=self.mapping.region,
                 batching_window_seconds=self.mapping.maximum_batching_window_seconds,
             )
-            for m in raw
-        ]
+            if self.filters is not None and not self.filters.matches(sqs_view(record)):
+                filtered.append((record["messageId"], record["receiptHandle"]))
+                continue
+            out.append(from_record(record))
         for message in out:
             self.held[message.receipt_handle] = Held(message, received_at + self.visibility_timeout)
-        self.metrics.records_polled.inc(len(out))
+        if filtered:
+            # spec §5.1 item 2, §7.5: messages that match no filter are deleted at once, unseen.
+            await sqs_calls.delete_messages(self.client, self.queue_url, filtered)
+            self.metrics.records_filtered.inc(len(filtered))
+        self.metrics.records_polled.inc(len(raw))
         return out
 
     async def _accept(self, messages: list[SqsMessage]) -> None:

@@ -230,11 +230,22 @@ def test_minimum_pollers_above_maximum(tmp_path: Path) -> None:
     )
 
 
-def test_filters_are_refused_until_filtering_exists(tmp_path: Path) -> None:
-    """spec §7: event filtering is a feature of its own, not built yet; ignoring it would be wrong."""
-    text = only_problem(tmp_path, """FilterCriteria: {Filters: [{Pattern: '{"body": {"a": [1]}}'}]}\n""")
+def test_valid_filters_are_kept_in_order(tmp_path: Path) -> None:
+    """spec §7.1: FilterCriteria.Filters[*].Pattern are JSON strings; several are OR-ed."""
+    [mapping], problems = load(
+        tmp_path,
+        """FilterCriteria: {Filters: [{Pattern: '{"body": {"a": [1]}}'}, {Pattern: '{"body": {"b": [2]}}'}]}\n""",
+    )
+    assert problems == []
+    assert mapping.filter_patterns == ('{"body": {"a": [1]}}', '{"body": {"b": [2]}}')
+
+
+@pytest.mark.parametrize("pattern", ["'not json'", "'null'", "'{\"body\": 1}'", "'{\"body\": []}'"])
+def test_invalid_filter_pattern_is_refused_with_aws_message(tmp_path: Path, pattern: str) -> None:
+    """spec §1.6, §7.6: AWS's `Invalid filter pattern definition.`, on the pattern's own line."""
+    text = only_problem(tmp_path, f"FilterCriteria:\n  Filters:\n    - Pattern: {pattern}\n")
     assert text.endswith(
-        ":4: Mapping 'orders': FilterCriteria: Event filtering (FilterCriteria) is not supported yet."
+        ":6: Mapping 'orders': FilterCriteria.Filters[0].Pattern: Invalid filter pattern definition."
     )
 
 
