@@ -26,7 +26,7 @@ from poller.core.filtering import FilterSet, compile_filters, sqs_view
 from poller.core.message_buffer import MessageBuffer
 from poller.core.scaling import ConcurrencyScaler, backoff_seconds
 from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, build_record, encode_event, from_record
-from poller.errors import ConfigError, SourceNotFound, SourceUnavailable, first_error
+from poller.errors import ConfigError, SourceUnavailable, first_error
 from poller.observability.metrics import MappingMetrics
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus
@@ -159,9 +159,7 @@ class SqsSource:
                     return
                 try:
                     messages = await self._receive_once()
-                except SourceNotFound:
-                    raise
-                except SourceUnavailable as exc:
+                except SourceUnavailable as exc:  # SourceNotFound propagates: the supervisor restarts
                     failures += 1
                     self.metrics.poll_errors.inc()
                     delay = backoff_seconds(failures) * random.uniform(0.5, 1.0)
@@ -188,11 +186,13 @@ class SqsSource:
         try:
             done, _ = await asyncio.wait({receive_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Also when this loop itself is cancelled (drain deadline): no poll outlives it.
             stop_task.cancel()
+            if not receive_task.done():
+                receive_task.cancel()
         if receive_task not in done:
-            # Stopping during a long poll: abandon it. A message SQS was handing over in that
+            # Stopping during a long poll: abandoned. A message SQS was handing over in that
             # instant stays invisible until its timeout, then is redelivered (at-least-once).
-            receive_task.cancel()
             return []
         try:
             reply = receive_task.result()

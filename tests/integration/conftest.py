@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ import pytest
 import urllib3
 from aiohttp import web
 
+from tests.waiting import wait_until
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -34,17 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_until(
-    predicate: Callable[[], bool], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
-) -> None:
-    """Wait for a condition with a deadline: the only way tests here wait."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from poller.errors import TargetConfigError
 from poller.targets import python_handler
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target
+from tests.waiting import wait_until
 
 MAPPING = "orders-consumer"
 
@@ -43,13 +44,6 @@ def spec_for(directory: Path, function_name: str, timeout: float = 3.0) -> Targe
         endpoint_url=None,
         search_paths=(directory,),
     )
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
