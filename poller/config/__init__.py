@@ -11,7 +11,7 @@ from poller.config.loader import (
     load_settings,
 )
 from poller.config.problems import Problem
-from poller.config.resolved import Location, ResolvedMapping, SqsMapping
+from poller.config.resolved import Location, ResolvedMapping, SqsMapping, StreamMapping
 from poller.config.settings import Settings
 from poller.config.validate import run_validate
 
@@ -22,6 +22,7 @@ __all__ = [
     "ResolvedMapping",
     "Settings",
     "SqsMapping",
+    "StreamMapping",
     "find_settings_file",
     "load_config",
     "load_mappings",

@@ -8,10 +8,10 @@ resolvers (`poller.config.sqs`, …), because those differ by source (spec §1.3
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -32,6 +32,20 @@ def _aws_enum_check(value: str | None) -> str | None:
             f"1 validation error detected: Value '{value}' at 'startingPosition' failed to satisfy "
             f"constraint: Member must satisfy enum value set: [{', '.join(STARTING_POSITIONS)}]"
         )
+    return value
+
+
+def _unix_seconds(value: object) -> object:
+    """A number is Unix seconds, as AWS takes it (spec §1.3); anything else is left to pydantic.
+
+    Pydantic alone would read a number above 2e10 as milliseconds, so a mistyped value in ms would
+    quietly become a date in the past instead of being refused as one in the future.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{value} is not a Unix time in seconds") from None
     return value
 
 
@@ -131,7 +145,8 @@ class RawMapping(_AwsShape):
     """Range depends on the source (spec §1.3), so it is checked there, with AWS's message."""
     maximum_batching_window_in_seconds: Annotated[int, Field(ge=0, le=300)] | None = None
     starting_position: Annotated[str | None, AfterValidator(_aws_enum_check)] = None
-    starting_position_timestamp: datetime | None = None
+    starting_position_timestamp: Annotated[datetime | None, BeforeValidator(_unix_seconds)] = None
+    """An ISO 8601 date-time (no zone = UTC) or Unix seconds."""
     parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
     bisect_batch_on_function_error: bool | None = None
     maximum_retry_attempts: Annotated[int, Field(ge=-1, le=10000)] | None = None

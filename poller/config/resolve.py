@@ -18,6 +18,7 @@ from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import Location, ResolvedMapping, SqsMapping
 from poller.config.sources import KIND_TITLES, detect_kind
 from poller.config.sqs import UNSUPPORTED_DESTINATION, resolve_sqs
+from poller.config.streams import resolve_stream
 from poller.config.yaml_lines import LineMap, YamlDocument
 
 LIST_KEY = "EventSourceMappings"
@@ -92,22 +93,45 @@ def _kind(value: object) -> str:
     return "string" if isinstance(value, str) else "scalar value"
 
 
-def resolve_entry(entry: RawEntry) -> ResolvedMapping | list[Problem]:
-    """Resolve one mapping for its source kind, or report everything wrong with it."""
+def resolve_mapping(entry: RawEntry) -> tuple[ResolvedMapping | None, list[Problem]]:
+    """Resolve one mapping for its source kind: the mapping (None if any error) and every problem.
+
+    Warnings do not stop a mapping from resolving; they come back beside it. A mapping with an
+    error comes back as None with its errors only.
+    """
     raw, ctx = entry.raw, entry.ctx
     problems = _common_problems(raw, ctx)
     detected = detect_kind(raw)
+    resolved: ResolvedMapping | None = None
     if detected.kind is None:
         problems.append(ctx.problem((detected.field,), detected.message))
     elif detected.kind == "sqs":
-        resolved = resolve_sqs(raw, ctx)
-        if not isinstance(resolved, list):
-            return problems or resolved
-        problems += resolved
+        sqs = resolve_sqs(raw, ctx)
+        if isinstance(sqs, list):
+            problems += sqs
+        else:
+            resolved = sqs
+    elif detected.kind in ("kinesis", "dynamodb"):
+        resolved, found = resolve_stream(raw, ctx, detected.kind)
+        problems += found
     else:
         message = f"{KIND_TITLES[detected.kind]} sources are not supported yet."
         problems.append(ctx.problem((detected.field,), message))
-    return problems
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        # Warnings are advice about how a valid mapping will behave; an invalid one gets its errors.
+        return None, errors
+    return resolved, problems
+
+
+def resolve_entry(entry: RawEntry) -> ResolvedMapping | list[Problem]:
+    """The mapping if it resolves (its warnings are left out), else every problem with it.
+
+    Kept for callers that only care whether a mapping is valid; `resolve_mapping` also returns
+    the warnings of a valid mapping.
+    """
+    resolved, problems = resolve_mapping(entry)
+    return problems if resolved is None else resolved
 
 
 def _common_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
@@ -131,33 +155,44 @@ def _common_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
 
 
 def resolve_all(entries: Sequence[RawEntry]) -> tuple[list[ResolvedMapping], list[Problem]]:
-    """Resolve every mapping, then apply the rules that span mappings (first one found wins)."""
+    """Resolve every mapping, then apply the rules that span mappings (first one found wins).
+
+    A mapping's own problems (errors and warnings) are always reported; a mapping with an error,
+    or one that breaks a rule spanning mappings, is left out.
+    """
     mappings: list[ResolvedMapping] = []
     problems: list[Problem] = []
     first_by_name: dict[str, RawEntry] = {}
-    first_by_queue_and_function: dict[tuple[str, str], SqsMapping] = {}
+    first_by_source_and_function: dict[tuple[str, str], ResolvedMapping] = {}
     for entry in entries:
-        resolved = resolve_entry(entry)
+        resolved, found = resolve_mapping(entry)
+        problems += found
         name = entry.raw.name
         first = first_by_name.setdefault(name, entry)
         if first is not entry:
             message = f"Name '{name}' is already used by the mapping at {first.location}."
             problems.append(entry.ctx.problem(("Name",), message))
-            problems += resolved if isinstance(resolved, list) else []
             continue
-        if isinstance(resolved, list):
-            problems += resolved
+        if resolved is None:
             continue
         key = (resolved.event_source_arn, resolved.function_name)
-        existing = first_by_queue_and_function.setdefault(key, resolved)
+        existing = first_by_source_and_function.setdefault(key, resolved)
         if existing is not resolved:
-            # spec §1.6: AWS's ResourceConflictException text; our Name stands in for the UUID.
-            message = (
-                f'An event source mapping with SQS arn (" {key[0]} ") and function (" {key[1]} ") '
-                "already exists. Please update or delete the existing mapping with UUID "
-                f"{existing.name}"
-            )
-            problems.append(entry.ctx.problem(("EventSourceArn",), message))
+            problems.append(entry.ctx.problem(("EventSourceArn",), _duplicate_message(resolved, existing)))
             continue
         mappings.append(resolved)
     return mappings, problems
+
+
+def _duplicate_message(mapping: ResolvedMapping, existing: ResolvedMapping) -> str:
+    """spec §1.6: AWS's ResourceConflictException text; our Name stands in for the UUID."""
+    arn, function = mapping.event_source_arn, mapping.function_name
+    if isinstance(mapping, SqsMapping):
+        return (
+            f'An event source mapping with SQS arn (" {arn} ") and function (" {function} ") '
+            f"already exists. Please update or delete the existing mapping with UUID {existing.name}"
+        )
+    return (
+        f'The event source arn (" {arn} ") and function (" {function} ") provided mapping already '
+        f"exists. Please update or delete the existing mapping with UUID {existing.name}"
+    )

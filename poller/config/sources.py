@@ -100,3 +100,68 @@ def detect_kind(raw: RawMapping) -> Detected:
     if arn is None:
         return Detected(None, message=f"Invalid EventSourceArn: {arn_text}")
     return Detected(None, message=UNRECOGNIZED)
+
+
+# Kinesis stream names and DynamoDB table names as those services define them; a DynamoDB stream
+# label is a creation timestamp (AWS: `2024-01-01T00:00:00.000`, moto: microseconds), so any
+# timestamp-like text is accepted.
+_KINESIS_STREAM_ARN = re.compile(
+    rf"^arn:(?:{'|'.join(PARTITIONS)}):kinesis:(?P<region>{_REGION}):(?P<account>\d{{12}}):"
+    r"stream/(?P<stream>[A-Za-z0-9_.-]{1,128})$"
+)
+_KINESIS_CONSUMER_ARN = re.compile(
+    rf"^(?P<stream_arn>arn:(?:{'|'.join(PARTITIONS)}):kinesis:{_REGION}:\d{{12}}:stream/[A-Za-z0-9_.-]{{1,128}})"
+    r"/consumer/(?P<consumer>[A-Za-z0-9_.-]{1,128}):(?P<created>\d+)$"
+)
+_DYNAMODB_STREAM_ARN = re.compile(
+    rf"^arn:(?:{'|'.join(PARTITIONS)}):dynamodb:(?P<region>{_REGION}):(?P<account>\d{{12}}):"
+    r"table/(?P<table>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>[A-Za-z0-9_.:+-]{1,64})$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KinesisStreamArn:
+    """`arn:<partition>:kinesis:<region>:<account>:stream/<name>` (spec §1.4)."""
+
+    region: str
+    account_id: str
+    stream_name: str
+
+    @classmethod
+    def parse(cls, text: str) -> KinesisStreamArn | None:
+        match = _KINESIS_STREAM_ARN.match(text)
+        return None if match is None else cls(match["region"], match["account"], match["stream"])
+
+
+@dataclass(frozen=True, slots=True)
+class KinesisConsumerArn:
+    """An enhanced fan-out consumer, `<stream arn>/consumer/<name>:<creation timestamp>` (spec §1.4).
+
+    Recognised only to be refused with a pointer to the stream ARN: poller reads shards with
+    GetRecords (shared throughput), not SubscribeToShard.
+    """
+
+    stream_arn: str
+    consumer_name: str
+
+    @classmethod
+    def parse(cls, text: str) -> KinesisConsumerArn | None:
+        match = _KINESIS_CONSUMER_ARN.match(text)
+        return None if match is None else cls(match["stream_arn"], match["consumer"])
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoDbStreamArn:
+    """`arn:<partition>:dynamodb:<region>:<account>:table/<table>/stream/<label>` (spec §1.4)."""
+
+    region: str
+    account_id: str
+    table_name: str
+    stream_label: str
+
+    @classmethod
+    def parse(cls, text: str) -> DynamoDbStreamArn | None:
+        match = _DYNAMODB_STREAM_ARN.match(text)
+        if match is None:
+            return None
+        return cls(match["region"], match["account"], match["table"], match["label"])

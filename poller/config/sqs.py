@@ -6,11 +6,11 @@ answers that explain it.
 
 from __future__ import annotations
 
+from poller.config.filters import filter_problems
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import Location, SqsMapping
 from poller.config.sources import SqsQueueArn
-from poller.core.filtering import FilterPatternError, compile_filters, compile_pattern
 
 DEFAULT_BATCH_SIZE = 10
 MAX_BATCH_SIZE_STANDARD = 10_000
@@ -37,11 +37,14 @@ _NOT_FOR_SQS = (
 UNSUPPORTED_DESTINATION = "Unsupported DestinationConfig parameter for given event source mapping type."
 
 
-def batch_size_range_message(value: int, *, fifo: bool) -> str | None:
-    """AWS's constraint message for an out-of-range SQS BatchSize, or None when it is in range."""
+def batch_size_range_message(value: int, *, limit: int) -> str | None:
+    """AWS's constraint message for a BatchSize outside 1..`limit`, or None when it is in range.
+
+    `limit` depends on the source (spec §1.3): 10,000, or 10 for an SQS FIFO queue.
+    """
     if value < 1:
         constraint = "greater than or equal to 1"
-    elif value > (limit := MAX_BATCH_SIZE_FIFO if fifo else MAX_BATCH_SIZE_STANDARD):
+    elif value > limit:
         constraint = f"less than or equal to {limit}"
     else:
         return None
@@ -75,7 +78,8 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
     batch_size = DEFAULT_BATCH_SIZE if raw.batch_size is None else raw.batch_size
     window = raw.maximum_batching_window_in_seconds or 0
     fifo = queue is not None and queue.fifo
-    range_message = batch_size_range_message(batch_size, fifo=fifo)
+    limit = MAX_BATCH_SIZE_FIFO if fifo else MAX_BATCH_SIZE_STANDARD
+    range_message = batch_size_range_message(batch_size, limit=limit)
     if range_message is not None:
         problems.append(ctx.problem(("BatchSize",), range_message))
     elif batch_size > BATCH_WITHOUT_WINDOW_MAX and window == 0:
@@ -88,7 +92,7 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
         )
 
     patterns = tuple(f.pattern for f in raw.filter_criteria.filters) if raw.filter_criteria else ()
-    problems += _filter_problems(patterns, ctx)
+    problems += filter_problems(patterns, ctx, "sqs")
 
     if problems or queue is None:
         return problems
@@ -112,19 +116,3 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
         maximum_pollers=pollers.maximum_pollers if pollers else None,
         filter_patterns=patterns,
     )
-
-
-def _filter_problems(patterns: tuple[str, ...], ctx: MappingContext) -> list[Problem]:
-    """spec §7.6: an invalid pattern is refused at load with AWS's message, naming which one."""
-    problems: list[Problem] = []
-    for index, pattern in enumerate(patterns):
-        try:
-            compile_pattern(pattern, source="sqs")
-        except FilterPatternError as exc:
-            problems.append(ctx.problem(("FilterCriteria", "Filters", index, "Pattern"), str(exc)))
-    if not problems:
-        try:
-            compile_filters(patterns, source="sqs")
-        except FilterPatternError as exc:
-            problems.append(ctx.problem(("FilterCriteria", "Filters"), f"{exc} ({exc.detail})"))
-    return problems

@@ -122,6 +122,7 @@ class MappingMetrics:
         self.invocation_duration = f.invocation_duration.labels(name)
         self.batch_size = f.batch_size.labels(name)
         self.buffered_records = f.buffered_records.labels(name)
+        self.iterator_age = f.iterator_age.labels(name)
         self.in_flight_batches = f.in_flight_batches.labels(name)
         self.invocations = {o: f.invocations.labels(name, o) for o in INVOKE_OUTCOMES}
 

@@ -17,17 +17,27 @@ import structlog
 from aiobotocore.session import AioSession, get_session
 from prometheus_client import CollectorRegistry
 
-from poller.config import LoadedConfig, Settings, SqsMapping
+from poller.config import LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
 from poller.core.clock import Clock, SystemClock
+from poller.destinations.base import Destination
+from poller.destinations.factory import open_destination, parse_destination
+from poller.errors import ConfigError
 from poller.observability.metrics import Metrics
-from poller.runtime.clients import open_sqs_client
+from poller.runtime.clients import open_dynamodb_streams_client, open_kinesis_client, open_sqs_client
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory
 from poller.sources.base import Source
+from poller.sources.dynamodb_streams import DynamoDbStreamsApi
+from poller.sources.kinesis import KinesisApi
 from poller.sources.sqs import MAX_RECEIVERS, SqsSource
-from poller.targets.factory import TargetSpec, open_target
+from poller.sources.stream_api import StreamApi
+from poller.sources.stream_failures import FailureSender
+from poller.sources.streams import StreamSource
+from poller.state import CheckpointStore, SqliteCheckpointStore
+from poller.targets.base import Target
+from poller.targets.factory import TargetSpec, open_target, reported_function_arn
 
 log = structlog.get_logger("poller.app")
 
@@ -43,6 +53,7 @@ class Service:
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
         self.status = ServiceStatus()
+        self.store: CheckpointStore | None = None
 
     @property
     def settings(self) -> Settings:
@@ -51,24 +62,33 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
-    def _source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
+    def _target_spec(self, mapping: ResolvedMapping) -> TargetSpec:
         aws = self.settings.aws
-        search_paths = (self.loaded.base_dir,)
+        return TargetSpec(
+            function_name=mapping.function_name,
+            mapping_name=mapping.name,
+            timeout_seconds=mapping.function_timeout_seconds,
+            region=aws.region,
+            account_id=aws.account_id,
+            endpoint_url=aws.endpoint_url,
+            search_paths=(self.loaded.base_dir,),
+        )
+
+    async def _open_target(self, mapping: ResolvedMapping, stack: AsyncExitStack) -> Target:
+        target = await open_target(self._target_spec(mapping), self.session)
+        stack.push_async_callback(target.aclose)
+        return target
+
+    def _source_factory(self, mapping: ResolvedMapping, status: MappingStatus) -> SourceFactory:
+        if isinstance(mapping, StreamMapping):
+            return self._stream_source_factory(mapping, status)
+        return self._sqs_source_factory(mapping, status)
+
+    def _sqs_source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
+        aws = self.settings.aws
 
         async def open_source(stack: AsyncExitStack) -> Source:
-            target = await open_target(
-                TargetSpec(
-                    function_name=mapping.function_name,
-                    mapping_name=mapping.name,
-                    timeout_seconds=mapping.function_timeout_seconds,
-                    region=aws.region,
-                    account_id=aws.account_id,
-                    endpoint_url=aws.endpoint_url,
-                    search_paths=search_paths,
-                ),
-                self.session,
-            )
-            stack.push_async_callback(target.aclose)
+            target = await self._open_target(mapping, stack)
             metrics = status.metrics
             invoker = Invoker(
                 target=target,
@@ -93,6 +113,74 @@ class Service:
 
         return open_source
 
+    def _stream_source_factory(self, mapping: StreamMapping, status: MappingStatus) -> SourceFactory:
+        aws = self.settings.aws
+
+        async def open_source(stack: AsyncExitStack) -> Source:
+            store = self.store
+            if store is None:
+                raise ConfigError(
+                    f"state.backend '{self.settings.state.backend}' is not available yet; "
+                    "use the sqlite backend for Kinesis and DynamoDB Streams mappings"
+                )
+            target = await self._open_target(mapping, stack)
+            metrics = status.metrics
+            invoker = Invoker(
+                target=target,
+                metrics=metrics,
+                source_kind=mapping.source_kind,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+            )
+            api: StreamApi
+            if mapping.source_kind == "kinesis":
+                api = KinesisApi(
+                    await open_kinesis_client(
+                        self.session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
+                    ),
+                    stream_name=mapping.stream_name,
+                    stream_arn=mapping.event_source_arn,
+                    region=mapping.region,
+                    invoke_identity_arn=self.settings.effective_role_arn,
+                )
+            else:
+                api = DynamoDbStreamsApi(
+                    await open_dynamodb_streams_client(
+                        self.session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
+                    ),
+                    stream_arn=mapping.event_source_arn,
+                )
+            destination: Destination | None = None
+            if mapping.on_failure_destination is not None:
+                destination = await open_destination(
+                    parse_destination(mapping.on_failure_destination),
+                    session=self.session,
+                    endpoint_url=aws.endpoint_url,
+                    stack=stack,
+                    region=mapping.region,
+                )
+            stopping = asyncio.Event()
+            failures = FailureSender(
+                mapping,
+                destination=destination,
+                function_arn=reported_function_arn(self._target_spec(mapping)),
+                metrics=metrics,
+                clock=self.clock,
+                stopping=stopping,
+            )
+            return StreamSource(
+                mapping,
+                api=api,
+                invoker=invoker,
+                store=store,
+                failures=failures,
+                metrics=metrics,
+                status=status,
+                clock=self.clock,
+                stopping=stopping,
+            )
+
+        return open_source
+
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         settings = self.settings
         async with AsyncExitStack() as stack:
@@ -105,14 +193,19 @@ class Service:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self.request_stop)
                     stack.callback(loop.remove_signal_handler, sig)
+            await self._open_store(stack)
             supervisors: list[MappingSupervisor] = []
             for mapping in self.loaded.mappings:
+                streams = isinstance(mapping, StreamMapping)
                 status = MappingStatus(
                     name=mapping.name,
                     source_kind=mapping.source_kind,
                     event_source=mapping.event_source_arn,
                     function_name=mapping.function_name,
                     metrics=self.metrics.for_mapping(mapping.name),
+                    # spec §1.2, §1.5: what AWS reports for stream mappings.
+                    user_reason="User action" if streams else "USER_INITIATED",
+                    last_processing_result="No records processed" if streams else None,
                 )
                 self.status.mappings[mapping.name] = status
                 if not mapping.enabled:
@@ -132,6 +225,17 @@ class Service:
                 group.create_task(self._drain_when_asked(supervisors, tasks))
             log.info("service_stopped")
         return 0
+
+    async def _open_store(self, stack: AsyncExitStack) -> None:
+        """The checkpoint store, opened once for every stream mapping (DESIGN §1.3)."""
+        state = self.settings.state
+        if state.backend != "sqlite" or not any(isinstance(m, StreamMapping) for m in self.loaded.mappings):
+            return
+        path = state.path if state.path.is_absolute() else self.loaded.base_dir / state.path
+        store = await SqliteCheckpointStore.open(path)
+        stack.push_async_callback(store.aclose)
+        self.store = store
+        log.info("checkpoint_store_opened", backend="sqlite", path=str(path))
 
     async def _drain_when_asked(
         self, supervisors: list[MappingSupervisor], tasks: list[asyncio.Task[None]]

@@ -15,7 +15,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 if TYPE_CHECKING:
+    from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
+    from types_aiobotocore_kinesis import KinesisClient
     from types_aiobotocore_sqs import SQSClient
+
+STREAM_POOL_CONNECTIONS = 64
+"""Shard readers make one call at a time each; this is room for many shards of one mapping."""
 
 
 def sqs_config(receivers: int) -> AioConfig:
@@ -33,6 +38,39 @@ async def open_sqs_client(
     client: SQSClient = await stack.enter_async_context(
         session.create_client(
             "sqs", region_name=region, endpoint_url=endpoint_url, config=sqs_config(receivers)
+        )
+    )
+    return client
+
+
+def stream_config() -> AioConfig:
+    # Throttling and expired iterators are the stream helper's to handle (it backs off per
+    # shard), so the SDK makes only one extra attempt, for network errors.
+    return AioConfig(
+        retries={"mode": "standard", "max_attempts": 2},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=STREAM_POOL_CONNECTIONS,
+    )
+
+
+async def open_kinesis_client(
+    session: AioSession, stack: AsyncExitStack, *, region: str, endpoint_url: str | None
+) -> KinesisClient:
+    client: KinesisClient = await stack.enter_async_context(
+        session.create_client(
+            "kinesis", region_name=region, endpoint_url=endpoint_url, config=stream_config()
+        )
+    )
+    return client
+
+
+async def open_dynamodb_streams_client(
+    session: AioSession, stack: AsyncExitStack, *, region: str, endpoint_url: str | None
+) -> DynamoDBStreamsClient:
+    client: DynamoDBStreamsClient = await stack.enter_async_context(
+        session.create_client(
+            "dynamodbstreams", region_name=region, endpoint_url=endpoint_url, config=stream_config()
         )
     )
     return client

@@ -21,18 +21,22 @@ class MappingStatus:
     function_name: str
     metrics: MappingMetrics
     state: str = "Creating"
-    state_transition_reason: str = "USER_INITIATED"
+    user_reason: str = "USER_INITIATED"
+    """What AWS says for a user-initiated change: `USER_INITIATED` (SQS, Kafka) or `User action`
+    (Kinesis, DynamoDB Streams), spec §1.5."""
+    state_transition_reason: str = ""
     last_processing_result: str | None = None
     settled: bool = False
     """True once the mapping has polled or failed its first start: what /readyz waits for."""
     positions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.state_transition_reason = self.state_transition_reason or self.user_reason
         self.metrics.set_state(self.state)
 
-    def transition(self, state: str, reason: str = "USER_INITIATED") -> None:
+    def transition(self, state: str, reason: str | None = None) -> None:
         self.state = state
-        self.state_transition_reason = reason
+        self.state_transition_reason = reason or self.user_reason
         self.metrics.set_state(state)
 
     def running(self) -> None:

@@ -60,7 +60,7 @@ class MappingSupervisor:
         except Exception as exc:  # the last failure, raised once stopping: already reported
             self.log.info("mapping_stopped_after_failure", error=str(exc)[:300])
         if self.status.state != "Disabled":
-            self.status.transition("Disabled", "USER_INITIATED")
+            self.status.transition("Disabled")
 
     async def _run_once(self) -> None:
         async with AsyncExitStack() as stack:

@@ -62,6 +62,20 @@ def function_arn(spec: TargetSpec) -> str:
     )
 
 
+def reported_function_arn(spec: TargetSpec) -> str:
+    """The `functionArn` of on-failure records: the Lambda function's own ARN for a Lambda target
+    (qualifier kept, as the caller wrote it), else the ARN poller makes up for the mapping."""
+    name = spec.function_name.strip()
+    if name.startswith(PYTHON_PREFIX) or name.lower().startswith(("http://", "https://")):
+        return function_arn(spec)
+    if name.startswith("arn:"):
+        return name
+    prefix = f"arn:{_partition(spec.region)}:lambda:{spec.region}:"
+    if ":function:" in name:  # partial ARN: 123456789012:function:name[:qualifier]
+        return prefix + name
+    return f"{prefix}{spec.account_id}:function:{name}"
+
+
 async def open_target(spec: TargetSpec, session: aiobotocore.session.AioSession | None = None) -> Target:
     """Build the target `spec.function_name` names. Raises TargetConfigError if it cannot work."""
     name = spec.function_name.strip()

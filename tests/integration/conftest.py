@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,8 @@ class FunctionServer:
             self.concurrent -= 1
 
 
-@pytest.fixture
-async def function_server() -> AsyncIterator[FunctionServer]:
+@asynccontextmanager
+async def serving_function() -> AsyncIterator[FunctionServer]:
     server = FunctionServer()
     app = web.Application(client_max_size=8 * 1024 * 1024)  # Lambda payloads reach 6 MB
     app.router.add_post("/invoke", server.handle)
@@ -185,8 +186,23 @@ async def function_server() -> AsyncIterator[FunctionServer]:
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     server.url = f"http://127.0.0.1:{port}/invoke"
-    yield server
-    await runner.cleanup()
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def function_server() -> AsyncIterator[FunctionServer]:
+    async with serving_function() as server:
+        yield server
+
+
+@pytest.fixture
+async def other_function_server() -> AsyncIterator[FunctionServer]:
+    """A second, independent function, for tests with two mappings."""
+    async with serving_function() as server:
+        yield server
 
 
 @dataclass
@@ -305,3 +321,76 @@ async def start_poller(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[Star
     yield start
     for handle in started:
         handle.kill()
+
+
+# -- streams -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    name: str
+    arn: str
+
+
+@pytest.fixture
+def kinesis(moto_endpoint: str) -> Any:
+    return boto3.client("kinesis", endpoint_url=moto_endpoint, region_name=REGION)
+
+
+@pytest.fixture
+def make_stream(kinesis: Any, request: pytest.FixtureRequest) -> Callable[..., Stream]:
+    def make(shards: int = 1) -> Stream:
+        name = f"{request.node.name[:80]}-{len(made)}".replace("[", "-").replace("]", "")
+        kinesis.create_stream(StreamName=name, ShardCount=shards)
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        made.append(name)
+        return Stream(name, summary["StreamARN"])
+
+    made: list[str] = []
+    return make
+
+
+def put_kinesis(kinesis: Any, stream: Stream, records: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """Write records one at a time, in order, from this one writer (moto's Kinesis loses records
+    under concurrent PutRecords, DESIGN §4); returns PutRecord's replies (ShardId, SequenceNumber)."""
+    return [kinesis.put_record(StreamName=stream.name, PartitionKey=key, Data=data) for key, data in records]
+
+
+@dataclass
+class Table:
+    name: str
+    stream_arn: str
+
+
+@pytest.fixture
+def dynamodb(moto_endpoint: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name=REGION)
+
+
+@pytest.fixture
+def make_table(dynamodb: Any, request: pytest.FixtureRequest) -> Callable[..., Table]:
+    def make(view_type: str = "NEW_AND_OLD_IMAGES") -> Table:
+        name = f"{request.node.name[:80]}-{len(made)}".replace("[", "-").replace("]", "")
+        reply = dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+        )
+        made.append(name)
+        return Table(name, reply["TableDescription"]["LatestStreamArn"])
+
+    made: list[str] = []
+    return make
+
+
+def stream_mapping(name: str, arn: str, url: str, **settings: Any) -> dict[str, Any]:
+    """A stream mapping with the test defaults: TRIM_HORIZON, and a destination-less warning accepted."""
+    return {
+        "Name": name,
+        "EventSourceArn": arn,
+        "FunctionName": url,
+        "StartingPosition": "TRIM_HORIZON",
+        **settings,
+    }

@@ -158,12 +158,6 @@ def test_duplicate_name_across_files_names_the_first(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("source", "line", "expected"),
     [
-        ("EventSourceArn: arn:aws:kinesis:us-east-1:123456789012:stream/s", 2, "EventSourceArn: Kinesis"),
-        (
-            "EventSourceArn: arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2024-01-01T00:00:00.000",
-            2,
-            "EventSourceArn: DynamoDB",
-        ),
         (
             "EventSourceArn: arn:aws:kafka:us-east-1:123456789012:cluster/c/abc\nTopics: [t]",
             3,
