@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -79,7 +79,8 @@ class _End:
 END: Final = _End()
 
 
-def _backoff(failures: int) -> float:
+def read_backoff_seconds(failures: int) -> float:
+    """Wait after the `failures`-th failed read in a row: from ~1 s, doubling, capped, jittered."""
     return min(MAX_READ_BACKOFF_SECONDS, 0.5 * 2.0 ** min(failures, 10)) * random.uniform(0.8, 1.2)
 
 
@@ -99,6 +100,7 @@ class StreamSource:
         clock: Clock,
         stopping: asyncio.Event,
         refresh_seconds: float = REFRESH_SECONDS,
+        read_backoff: Callable[[int], float] = read_backoff_seconds,
     ) -> None:
         self.kind: str = mapping.source_kind
         self.mapping = mapping
@@ -111,6 +113,7 @@ class StreamSource:
         self.clock = clock
         self.stopping = stopping
         self.refresh_seconds = refresh_seconds
+        self.read_backoff = read_backoff
         self.log = structlog.get_logger(f"poller.{mapping.source_kind}").bind(mapping=mapping.name)
         # Compiled once per mapping; the loader has already refused invalid patterns (spec §7.6).
         self.filters: FilterSet | None = (
@@ -320,7 +323,7 @@ class ShardWorker:
             except (ReadThrottled, ClientError, BotoCoreError) as exc:
                 failures += 1
                 source.metrics.poll_errors.inc()
-                delay = _backoff(failures)
+                delay = source.read_backoff(failures)
                 self.log.warning(
                     "read_failed", error=str(exc)[:300], failures=failures, retry_in_s=round(delay, 2)
                 )

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.conftest import (
-    ACCOUNT,
     REGION,
     FunctionServer,
     StartPoller,
@@ -16,6 +17,8 @@ from tests.integration.conftest import (
     stream_mapping,
 )
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 async def test_records_arrive_as_lambda_delivers_them(
@@ -56,6 +59,13 @@ async def test_records_arrive_as_lambda_delivers_them(
     assert isinstance(inner["approximateArrivalTimestamp"], float)
     assert before - 60 < inner["approximateArrivalTimestamp"] <= time.time()
     assert base64.b64decode(second["kinesis"]["data"]) == b"\xff\x00raw"
+    # A mapping that retries forever with no destination is allowed, but the startup log says why
+    # it is risky (one poison record blocks its shard).
+    warnings = [line for line in poller.logs() if line.get("event") == "config_problem"]
+    assert len(warnings) == 1
+    assert warnings[0]["level"] == "warning"
+    assert "Mapping 'telemetry': MaximumRetryAttempts:" in warnings[0]["problem"]
+    assert "blocks its shard" in warnings[0]["problem"]
     status = poller.status()["mappings"][0]
     assert status["State"] == "Enabled"
     assert status["StateTransitionReason"] == "User action"
@@ -95,7 +105,3 @@ async def test_restart_resumes_after_the_checkpoint(
     await wait_until(lambda: len(function_server.records) >= 8, timeout=20, what="three more")
     data = [base64.b64decode(r["kinesis"]["data"]).decode() for r in function_server.records]
     assert data == [f"first-{i}" for i in range(5)] + [f"second-{i}" for i in range(3)]
-
-
-def _unused() -> tuple[str, str]:
-    return ACCOUNT, REGION
