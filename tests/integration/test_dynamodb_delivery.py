@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 
 from tests.integration.conftest import REGION, FunctionServer, StartPoller, stream_mapping
 from tests.waiting import wait_until
@@ -72,6 +73,8 @@ async def test_insert_modify_remove_carry_the_images_of_the_view_type(
     if old:
         assert modify["dynamodb"]["OldImage"]["n"] == {"N": "1"}
         assert remove["dynamodb"]["OldImage"]["n"] == {"N": "2"}
+    parsed = [DynamoDBStreamModel.model_validate(event) for event in function_server.events]
+    assert [r.eventName for m in parsed for r in m.Records][:3] == ["INSERT", "MODIFY", "REMOVE"]
     sequence = [int(r["dynamodb"]["SequenceNumber"]) for r in (insert, modify, remove)]
     assert sequence == sorted(sequence)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 
 from tests.integration.conftest import (
     REGION,
@@ -59,6 +60,9 @@ async def test_records_arrive_as_lambda_delivers_them(
     assert isinstance(inner["approximateArrivalTimestamp"], float)
     assert before - 60 < inner["approximateArrivalTimestamp"] <= time.time()
     assert base64.b64decode(second["kinesis"]["data"]) == b"\xff\x00raw"
+    # Handlers written with Powertools' parser take the event as it arrived (DESIGN §1.5).
+    parsed = [KinesisDataStreamModel.model_validate(event) for event in function_server.events]
+    assert [r.kinesis.data for m in parsed for r in m.Records] == [b'{"temp": 21.5}', b"\xff\x00raw"]
     # A mapping that retries forever with no destination is allowed, but the startup log says why
     # it is risky (one poison record blocks its shard).
     warnings = [line for line in poller.logs() if line.get("event") == "config_problem"]
