@@ -7,7 +7,7 @@ does; without `ReportBatchItemFailures` the body is ignored and any successful i
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import orjson
@@ -43,9 +43,21 @@ class BatchNotInvoked:
 
 BatchResult = BatchSucceeded | BatchPartiallyFailed | BatchFailed | BatchNotInvoked
 
+IdentifierReader = Callable[[object], str | None]
+"""Turns one `itemIdentifier` value into the batch's id for it, or None when it is unusable."""
+
+
+def string_identifier(value: object) -> str | None:
+    """SQS, Kinesis and DynamoDB: a non-empty string (spec §4.2)."""
+    return value if isinstance(value, str) and value else None
+
 
 def classify(
-    outcome: InvokeOutcome, batch_ids: Collection[str], *, report_batch_item_failures: bool
+    outcome: InvokeOutcome,
+    batch_ids: Collection[str],
+    *,
+    report_batch_item_failures: bool,
+    identifier: IdentifierReader = string_identifier,
 ) -> BatchResult:
     """Turn one invoke outcome into a batch result for a batch whose item ids are `batch_ids`."""
     match outcome:
@@ -58,10 +70,12 @@ def classify(
         case Succeeded(payload=payload):
             if not report_batch_item_failures:
                 return BatchSucceeded()
-            return parse_partial_response(payload, batch_ids)
+            return parse_partial_response(payload, batch_ids, identifier=identifier)
 
 
-def parse_partial_response(payload: bytes, batch_ids: Collection[str]) -> BatchResult:
+def parse_partial_response(
+    payload: bytes, batch_ids: Collection[str], *, identifier: IdentifierReader = string_identifier
+) -> BatchResult:
     """Apply the `batchItemFailures` rules of spec §4.2 to a successful function's response."""
     if not payload.strip():
         return BatchSucceeded()
@@ -82,10 +96,10 @@ def parse_partial_response(payload: bytes, batch_ids: Collection[str]) -> BatchR
     for entry in failures:
         if not isinstance(entry, dict) or "itemIdentifier" not in entry:
             return BatchFailed("a batchItemFailures entry has no itemIdentifier")
-        identifier = entry["itemIdentifier"]
-        if not isinstance(identifier, str) or not identifier:
-            return BatchFailed("a batchItemFailures entry has an empty or non-string itemIdentifier")
-        if identifier not in batch_ids:
-            return BatchFailed(f"itemIdentifier {identifier!r} is not in the batch")
-        failed[identifier] = None
+        item = identifier(entry["itemIdentifier"])
+        if item is None:
+            return BatchFailed(f"itemIdentifier {entry['itemIdentifier']!r} is empty or malformed")
+        if item not in batch_ids:
+            return BatchFailed(f"itemIdentifier {entry['itemIdentifier']!r} is not in the batch")
+        failed[item] = None
     return BatchPartiallyFailed(tuple(failed))

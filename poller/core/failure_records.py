@@ -137,13 +137,14 @@ def response_context(outcome: InvokeOutcome | None) -> dict[str, Any] | None:
     """`responseContext` from the last invoke, or None when the function never ran.
 
     Spec §6.2 / Q7: `statusCode` is 200 even for function errors, and `functionError` is null when
-    the failure came from a partial-batch response (the function itself succeeded).
+    the failure came from a partial-batch response (the function itself succeeded). It is the status
+    of the Invoke call, which completed, not the status an HTTP target answered with (a 500, a 204).
     """
     match outcome:
         case Succeeded():
-            return _response(outcome.status_code, outcome.executed_version, None)
+            return _response(200, outcome.executed_version, None)
         case FunctionFailed():
-            return _response(outcome.status_code, outcome.executed_version, outcome.function_error)
+            return _response(200, outcome.executed_version, outcome.function_error)
         case TimedOut():
             # Lambda reports a timeout as an Unhandled error of a completed (200) invoke; the
             # outcome has no version because the runtime never answered.

@@ -51,7 +51,10 @@ class Metrics:
         )
         self.records_deleted = counter("records_deleted_total", "SQS messages deleted after success")
         self.invocations = counter("invocations_total", "Function invocations by outcome", (*m, "outcome"))
-        self.retries = counter("retries_total", "Batches invoked again after a failure or throttle")
+        self.retries = counter(
+            "retries_total",
+            "Invocations that retry a function error (re-invokes after a throttle and bisected halves are not counted)",
+        )
         self.poll_errors = counter("poll_errors_total", "Failed reads from the source")
         self.invocation_duration = Histogram(
             "poller_invocation_duration_seconds",

@@ -21,7 +21,9 @@ from poller.core.batch_result import (
     BatchPartiallyFailed,
     BatchResult,
     BatchSucceeded,
+    IdentifierReader,
     classify,
+    string_identifier,
 )
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
 from poller.observability.metrics import MappingMetrics
@@ -80,6 +82,7 @@ class Invoker:
         attempt: int,
         log_fields: Mapping[str, Any],
         batch_id: str | None = None,
+        identifier: IdentifierReader = string_identifier,
     ) -> Attempt:
         """Invoke once with `payload` (a batch whose item ids are `ids`), and account for it."""
         count = len(ids)
@@ -88,7 +91,9 @@ class Invoker:
         started = time.perf_counter()
         outcome = await self.target.invoke(payload)
         duration = time.perf_counter() - started
-        result = classify(outcome, ids, report_batch_item_failures=self.report_batch_item_failures)
+        result = classify(
+            outcome, ids, report_batch_item_failures=self.report_batch_item_failures, identifier=identifier
+        )
         label = outcome_label(outcome, result)
         self.metrics.invocations[label].inc()
         if not isinstance(result, BatchNotInvoked):

@@ -138,6 +138,9 @@ def test_record_age_exceeded_has_no_response_context(outcome: FunctionFailed | N
         (FunctionFailed("E", "m", executed_version="3"), (200, "3", "Unhandled")),
         (TimedOut(3.0), (200, "$LATEST", "Unhandled")),
         (Succeeded(b"[]"), (200, "$LATEST", None)),
+        # An HTTP target's own status is not the Invoke call's: still 200.
+        (FunctionFailed(error_type="E", error_message="m", status_code=500), (200, "$LATEST", "Unhandled")),
+        (Succeeded(b"", status_code=204), (200, "$LATEST", None)),
     ],
 )
 def test_response_context_comes_from_the_last_invoke(
