@@ -53,7 +53,7 @@ class Metrics:
         self.invocations = counter("invocations_total", "Function invocations by outcome", (*m, "outcome"))
         self.retries = counter(
             "retries_total",
-            "Invocations that retry a function error (re-invokes after a throttle and bisected halves are not counted)",
+            "Invocations that retry a function error (not re-invokes after a throttle, not bisected halves)",
         )
         self.poll_errors = counter("poll_errors_total", "Failed reads from the source")
         self.invocation_duration = Histogram(
@@ -126,6 +126,7 @@ class MappingMetrics:
         self.batch_size = f.batch_size.labels(name)
         self.buffered_records = f.buffered_records.labels(name)
         self.iterator_age = f.iterator_age.labels(name)
+        self.offset_lag = f.offset_lag.labels(name)
         self.in_flight_batches = f.in_flight_batches.labels(name)
         self.invocations = {o: f.invocations.labels(name, o) for o in INVOKE_OUTCOMES}
 
