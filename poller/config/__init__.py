@@ -11,11 +11,13 @@ from poller.config.loader import (
     load_settings,
 )
 from poller.config.problems import Problem
-from poller.config.resolved import Location, ResolvedMapping, SqsMapping, StreamMapping
-from poller.config.settings import Settings
+from poller.config.resolved import KafkaMapping, Location, ResolvedMapping, SqsMapping, StreamMapping
+from poller.config.settings import KafkaSettings, Settings
 from poller.config.validate import run_validate
 
 __all__ = [
+    "KafkaMapping",
+    "KafkaSettings",
     "LoadedConfig",
     "Location",
     "Problem",

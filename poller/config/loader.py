@@ -76,7 +76,9 @@ def load_config(
     settings, problems = load_settings(settings_file, os.environ if environ is None else environ)
     if any(p.severity == "error" for p in problems):
         return LoadedConfig(settings, settings_file, base_dir, (), tuple(problems))
-    mappings, mapping_problems = load_mappings(settings.mappings, base_dir)
+    mappings, mapping_problems = load_mappings(
+        settings.mappings, base_dir, kafka_bootstrap_servers=settings.kafka.bootstrap_servers
+    )
     return LoadedConfig(settings, settings_file, base_dir, tuple(mappings), (*problems, *mapping_problems))
 
 
@@ -169,8 +171,14 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def load_mappings(paths: Sequence[Path], base_dir: Path) -> tuple[list[ResolvedMapping], list[Problem]]:
-    """Every mapping in `paths` (files, or directories of `*.yaml`/`*.yml`), resolved against `base_dir`."""
+def load_mappings(
+    paths: Sequence[Path], base_dir: Path, *, kafka_bootstrap_servers: tuple[str, ...] = ()
+) -> tuple[list[ResolvedMapping], list[Problem]]:
+    """Every mapping in `paths` (files, or directories of `*.yaml`/`*.yml`), resolved against `base_dir`.
+
+    `kafka_bootstrap_servers` (the settings' `kafka.bootstrap_servers`) serves Kafka mappings that
+    name no servers of their own.
+    """
     files, problems = _mapping_files(paths, base_dir)
     entries: list[RawEntry] = []
     for file in files:
@@ -185,7 +193,7 @@ def load_mappings(paths: Sequence[Path], base_dir: Path) -> tuple[list[ResolvedM
         found, file_problems = entries_in_document(document, file)
         entries += found
         problems += file_problems
-    mappings, mapping_problems = resolve_all(entries)
+    mappings, mapping_problems = resolve_all(entries, kafka_bootstrap_servers=kafka_bootstrap_servers)
     problems += mapping_problems
     # Report in reading order (file by file, top to bottom), not in the order the checks ran.
     order = {file: position for position, file in enumerate(files)}

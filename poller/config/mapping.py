@@ -88,10 +88,11 @@ class ScalingConfig(_AwsShape):
 
 
 class ProvisionedPollerConfig(_AwsShape):
-    # SQS ranges (spec §1.3). Kafka allows a minimum of 1; its resolver will widen this when
-    # Kafka sources land.
-    minimum_pollers: Annotated[int, Field(ge=2, le=200)] = 2
-    maximum_pollers: Annotated[int, Field(ge=2, le=2000)] = 200
+    # The widest API ranges, Kafka's (spec §1.3: Min 1-200, Max 1-2000); SQS's floor of 2 is
+    # checked by the resolver (`poller.config.resolve`), which knows the source.
+    minimum_pollers: Annotated[int, Field(ge=1, le=200)] = 2
+    """2 is SQS's default; a Kafka mapping ignores provisioned mode (see `poller.config.kafka`)."""
+    maximum_pollers: Annotated[int, Field(ge=1, le=2000)] = 200
     poller_group_name: str | None = None
 
 
@@ -105,6 +106,8 @@ class SelfManagedEventSource(_AwsShape):
 
 class KafkaConsumerConfig(_AwsShape):
     consumer_group_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    schema_registry_config: dict[str, object] | None = None
+    """Accepted in its AWS shape only so the Kafka resolver can refuse it by name (not supported)."""
 
 
 SourceAccessType = Literal[
@@ -159,7 +162,8 @@ class RawMapping(_AwsShape):
     tumbling_window_in_seconds: Annotated[int, Field(ge=0, le=900)] | None = None
     scaling_config: ScalingConfig | None = None
     provisioned_poller_config: ProvisionedPollerConfig | None = None
-    topics: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=1)
+    topics: tuple[str, ...] | None = None
+    """Kafka: exactly one topic; the count and the name pattern are checked by the Kafka resolver."""
     self_managed_event_source: SelfManagedEventSource | None = None
     self_managed_kafka_event_source_config: KafkaConsumerConfig | None = None
     amazon_managed_kafka_event_source_config: KafkaConsumerConfig | None = None

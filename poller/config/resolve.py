@@ -1,8 +1,9 @@
 """From parsed YAML documents to resolved mappings, one mapping at a time.
 
 Each mapping is validated and resolved on its own, so one bad mapping costs only itself (DESIGN
-§1.4). The rules that span mappings (unique `Name`, one mapping per queue and function) run last,
-over the mappings in the order they were found: the first one wins and the later one is reported.
+§1.4). The rules that span mappings (unique `Name`, one mapping per source and function, unique
+Kafka consumer groups) run last, over the mappings in the order they were found: the first one wins
+and the later one is reported.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from poller.config.kafka import resolve_kafka, servers_overlap
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
-from poller.config.resolved import Location, ResolvedMapping, SqsMapping
-from poller.config.sources import KIND_TITLES, detect_kind
+from poller.config.resolved import KafkaMapping, Location, ResolvedMapping, SqsMapping
+from poller.config.sources import Detected, SourceKind, detect_kind
 from poller.config.sqs import UNSUPPORTED_DESTINATION, resolve_sqs
 from poller.config.streams import resolve_stream
 from poller.config.yaml_lines import LineMap, YamlDocument
 
 LIST_KEY = "EventSourceMappings"
+SQS_MIN_POLLERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +96,18 @@ def _kind(value: object) -> str:
     return "string" if isinstance(value, str) else "scalar value"
 
 
-def resolve_mapping(entry: RawEntry) -> tuple[ResolvedMapping | None, list[Problem]]:
+def resolve_mapping(
+    entry: RawEntry, *, kafka_bootstrap_servers: tuple[str, ...] = ()
+) -> tuple[ResolvedMapping | None, list[Problem]]:
     """Resolve one mapping for its source kind: the mapping (None if any error) and every problem.
 
     Warnings do not stop a mapping from resolving; they come back beside it. A mapping with an
-    error comes back as None with its errors only.
+    error comes back as None with its errors only. `kafka_bootstrap_servers` is the settings'
+    default for Kafka mappings that name no servers (DESIGN §1.3).
     """
     raw, ctx = entry.raw, entry.ctx
-    problems = _common_problems(raw, ctx)
-    detected = detect_kind(raw)
+    detected = _detect(raw)
+    problems = _common_problems(raw, ctx, detected.kind)
     resolved: ResolvedMapping | None = None
     if detected.kind is None:
         problems.append(ctx.problem((detected.field,), detected.message))
@@ -111,17 +117,29 @@ def resolve_mapping(entry: RawEntry) -> tuple[ResolvedMapping | None, list[Probl
             problems += sqs
         else:
             resolved = sqs
-    elif detected.kind in ("kinesis", "dynamodb"):
-        resolved, found = resolve_stream(raw, ctx, detected.kind)
+    elif detected.kind == "kafka":
+        resolved, found = resolve_kafka(raw, ctx, default_bootstrap_servers=kafka_bootstrap_servers)
         problems += found
     else:
-        message = f"{KIND_TITLES[detected.kind]} sources are not supported yet."
-        problems.append(ctx.problem((detected.field,), message))
+        resolved, found = resolve_stream(raw, ctx, detected.kind)
+        problems += found
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         # Warnings are advice about how a valid mapping will behave; an invalid one gets its errors.
         return None, errors
     return resolved, problems
+
+
+def _detect(raw: RawMapping) -> Detected:
+    """The source kind as Lambda decides it, except that `Topics` alone also means Kafka.
+
+    AWS answers `Unrecognized event source.` for a mapping with neither `EventSourceArn` nor
+    `SelfManagedEventSource`; in poller a Kafka mapping may leave its servers to the settings'
+    `kafka.bootstrap_servers` (DESIGN §1.3), and without those the Kafka resolver says so precisely.
+    """
+    if raw.topics is not None and raw.event_source_arn is None and raw.self_managed_event_source is None:
+        return Detected("kafka", field="Topics")
+    return detect_kind(raw)
 
 
 def resolve_entry(entry: RawEntry) -> ResolvedMapping | list[Problem]:
@@ -134,8 +152,8 @@ def resolve_entry(entry: RawEntry) -> ResolvedMapping | list[Problem]:
     return problems if resolved is None else resolved
 
 
-def _common_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
-    """Rules that hold whatever the source (spec §1.4, §1.6)."""
+def _common_problems(raw: RawMapping, ctx: MappingContext, kind: SourceKind | None) -> list[Problem]:
+    """Rules that hold whatever the source (spec §1.4, §1.6), and API ranges that depend on it."""
     problems: list[Problem] = []
     if raw.destination_config is not None and raw.destination_config.success_destination:
         problems.append(ctx.problem(("DestinationConfig", "OnSuccess"), UNSUPPORTED_DESTINATION))
@@ -151,21 +169,33 @@ def _common_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
             f"MaximumPollers ({pollers.maximum_pollers})."
         )
         problems.append(ctx.problem(("ProvisionedPollerConfig", "MinimumPollers"), message))
+    if pollers is not None and kind == "sqs":
+        # spec §1.3: RawMapping takes Kafka's range (from 1); SQS starts at 2. (Streams refuse the
+        # key altogether.)
+        counts = (("MinimumPollers", pollers.minimum_pollers), ("MaximumPollers", pollers.maximum_pollers))
+        for key, value in counts:
+            if value < SQS_MIN_POLLERS:
+                message = f"Input should be greater than or equal to {SQS_MIN_POLLERS}"
+                problems.append(ctx.problem(("ProvisionedPollerConfig", key), message))
     return problems
 
 
-def resolve_all(entries: Sequence[RawEntry]) -> tuple[list[ResolvedMapping], list[Problem]]:
+def resolve_all(
+    entries: Sequence[RawEntry], *, kafka_bootstrap_servers: tuple[str, ...] = ()
+) -> tuple[list[ResolvedMapping], list[Problem]]:
     """Resolve every mapping, then apply the rules that span mappings (first one found wins).
 
     A mapping's own problems (errors and warnings) are always reported; a mapping with an error,
-    or one that breaks a rule spanning mappings, is left out.
+    or one that breaks a rule spanning mappings, is left out. `kafka_bootstrap_servers` is the
+    settings' default for Kafka mappings that name no servers (DESIGN §1.3).
     """
     mappings: list[ResolvedMapping] = []
     problems: list[Problem] = []
     first_by_name: dict[str, RawEntry] = {}
     first_by_source_and_function: dict[tuple[str, str], ResolvedMapping] = {}
+    kafka_mappings: list[KafkaMapping] = []
     for entry in entries:
-        resolved, found = resolve_mapping(entry)
+        resolved, found = resolve_mapping(entry, kafka_bootstrap_servers=kafka_bootstrap_servers)
         problems += found
         name = entry.raw.name
         first = first_by_name.setdefault(name, entry)
@@ -175,6 +205,14 @@ def resolve_all(entries: Sequence[RawEntry]) -> tuple[list[ResolvedMapping], lis
             continue
         if resolved is None:
             continue
+        if isinstance(resolved, KafkaMapping):
+            conflict = _kafka_conflict(resolved, kafka_mappings, entry.ctx)
+            if conflict is not None:
+                problems.append(conflict)
+                continue
+            kafka_mappings.append(resolved)
+            mappings.append(resolved)
+            continue
         key = (resolved.event_source_arn, resolved.function_name)
         existing = first_by_source_and_function.setdefault(key, resolved)
         if existing is not resolved:
@@ -182,6 +220,34 @@ def resolve_all(entries: Sequence[RawEntry]) -> tuple[list[ResolvedMapping], lis
             continue
         mappings.append(resolved)
     return mappings, problems
+
+
+def _kafka_conflict(
+    mapping: KafkaMapping, earlier: Sequence[KafkaMapping], ctx: MappingContext
+) -> Problem | None:
+    """spec §1.6: one mapping per cluster, topic and function; consumer groups unique across mappings."""
+    for existing in earlier:
+        if (
+            existing.function_name == mapping.function_name
+            and existing.topic == mapping.topic
+            and servers_overlap(existing.bootstrap_servers, mapping.bootstrap_servers)
+        ):
+            # AWS's ResourceConflictException text; our Name stands in for the UUID.
+            message = (
+                f'An event source mapping with event source ("{",".join(mapping.bootstrap_servers)}"), '
+                f'function ("{mapping.function_name}"), topics ("{mapping.topic}") already exists. '
+                f"Please update or delete the existing mapping with UUID {existing.name}"
+            )
+            return ctx.problem(("Topics",), message)
+    for existing in earlier:
+        if existing.consumer_group_id == mapping.consumer_group_id:
+            message = (
+                f"ConsumerGroupId '{mapping.consumer_group_id}' is already used by the Kafka mapping "
+                f"'{existing.name}' at {existing.location}; a consumer group id must be unique across "
+                "Kafka event source mappings."
+            )
+            return ctx.problem(("SelfManagedKafkaEventSourceConfig", "ConsumerGroupId"), message)
+    return None
 
 
 def _duplicate_message(mapping: ResolvedMapping, existing: ResolvedMapping) -> str:

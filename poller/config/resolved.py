@@ -93,5 +93,56 @@ class StreamMapping:
     """FilterCriteria.Filters[*].Pattern, already validated; records matching none are skipped unseen."""
 
 
-ResolvedMapping = SqsMapping | StreamMapping
+@dataclass(frozen=True, slots=True)
+class KafkaMapping:
+    """A topic of a self-managed Kafka cluster feeding a function (spec §1.3, §1.4, §5.3, §9.3).
+
+    Amazon MSK is not supported: poller reaches brokers by their bootstrap servers only. Retries,
+    bisection, record age, partial batch responses and the on-failure destination are AWS's
+    provisioned-mode controls; poller applies them whatever the mode, and their defaults are the
+    on-demand behaviour (retry the whole batch until it succeeds, spec §5.3).
+    """
+
+    name: str
+    location: Location
+    event_source_arn: str
+    """A readable stand-in, `kafka://<first bootstrap server>/<topic>`: self-managed Kafka has no
+    ARN (spec §1.2), so this only names the source on /status and in logs."""
+    topic: str
+    bootstrap_servers: tuple[str, ...]
+    """`host:port` pairs: the mapping's own `KAFKA_BOOTSTRAP_SERVERS`, else `kafka.bootstrap_servers`
+    from the settings."""
+    consumer_group_id: str
+    """`SelfManagedKafkaEventSourceConfig.ConsumerGroupId`; defaults to the mapping's Name, our stand-in
+    for the ESM UUID AWS uses (spec §1.2, §5.3). Unique across Kafka mappings."""
+    function_name: str
+    function_timeout_seconds: int
+    enabled: bool
+    batch_size: int
+    maximum_batching_window_ms: int
+    """500 when `MaximumBatchingWindowInSeconds` is absent (spec §1.3, §2), else those seconds × 1000;
+    the window starts when the first record arrives."""
+    starting_position: StartingPosition
+    """Used only when the consumer group has no committed offset (spec §5.3); default TRIM_HORIZON."""
+    starting_position_timestamp: float | None
+    """Unix seconds; set only with `AT_TIMESTAMP`."""
+    bisect_batch_on_function_error: bool
+    maximum_retry_attempts: int
+    """Retries after the first attempt; -1 = until the batch succeeds or the records expire (spec
+    §5.3). AWS caps -1 at 10 retries when there is an on-failure destination; that is the runtime's
+    to apply, the value here is as written."""
+    maximum_record_age_seconds: int
+    """-1 = never."""
+    report_batch_item_failures: bool
+    on_failure_destination: str | None
+    """SQS, SNS, S3, `kafka://<topic>` (same cluster, not the source topic) or `file://`; None = none."""
+    filter_patterns: tuple[str, ...] = ()
+    """FilterCriteria.Filters[*].Pattern, already validated; non-matching records are committed unseen."""
+    source_access_configurations: tuple[tuple[str, str], ...] = ()
+    """`SourceAccessConfigurations` as written, (Type, URI) pairs. Informational: the credentials and
+    certificates themselves come from the settings' `kafka:` section, never from a mapping."""
+    source_kind: ClassVar[str] = "kafka"
+
+
+ResolvedMapping = SqsMapping | StreamMapping | KafkaMapping
 """Every kind of resolved mapping; `source_kind` tells them apart at run time."""

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 from pydantic_settings.sources.utils import parse_env_vars
+
+from poller.config.kafka import bootstrap_server_problem
 
 ENV_PREFIX = "POLLER_"
 ENV_NESTED_DELIMITER = "__"
@@ -47,14 +49,75 @@ class AwsSettings(_Section):
         return value
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+_SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+
+
 class KafkaSettings(_Section):
+    """How poller reaches Kafka brokers; shared by every Kafka mapping (DESIGN §1.3).
+
+    Credentials live here (or in `POLLER_KAFKA__*` variables), never in a mapping: a mapping's
+    `SourceAccessConfigurations` is kept as written but its secret ARNs are not read.
+    """
+
     bootstrap_servers: tuple[str, ...] = ()
-    """Default for Kafka mappings that name no bootstrap servers of their own."""
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
+    """Default for Kafka mappings that name no bootstrap servers of their own; `host:port` each."""
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    # The fields below are checked against `security_protocol`, so they come after it (pydantic
+    # validates in declaration order) and are validated even when left at their default.
+    sasl_mechanism: SaslMechanism | None = Field(default=None, validate_default=True)
+    """Required with SASL_PLAINTEXT / SASL_SSL."""
+    sasl_username: str | None = Field(default=None, validate_default=True)
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
+    """Never printed: repr, str and JSON dumps show `**********`."""
+    ssl_cafile: Path | None = None
+    """CA bundle for SSL / SASL_SSL (default: the system's); relative to the settings file's directory."""
+    ssl_certfile: Path | None = None
+    """Client certificate (mutual TLS); may hold the key too."""
+    ssl_keyfile: Path | None = None
+    client_id: str = Field(default="poller", min_length=1)
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    """How long the group waits for a member that stopped heartbeating (a kill -9) before its
+    partitions move; 6 s is the brokers' usual minimum (group.min.session.timeout.ms)."""
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
+    """How long a broker may hold a fetch waiting for data. Kept low because some brokers (Tansu)
+    answer a waiting fetch only when this expires, not when data arrives (DESIGN §4)."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_and_port(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            if (message := bootstrap_server_problem(server)) is not None:
+                raise ValueError(message)
+        return value
+
+    @field_validator("sasl_mechanism", "sasl_username", "sasl_password")
+    @classmethod
+    def _sasl_needs_sasl_protocol(cls, value: object, info: ValidationInfo) -> object:
+        protocol = info.data.get("security_protocol")
+        if protocol is None:  # itself invalid, and reported as such
+            return value
+        if value is None and protocol in _SASL_PROTOCOLS:
+            raise ValueError(f"Required when security_protocol is {protocol}.")
+        if value is not None and protocol not in _SASL_PROTOCOLS:
+            raise ValueError(
+                f"Only used with security_protocol SASL_PLAINTEXT or SASL_SSL, not {protocol}; "
+                "set security_protocol or remove this key."
+            )
+        return value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _ssl_needs_ssl_protocol(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("security_protocol")
+        if value is not None and protocol is not None and protocol not in _SSL_PROTOCOLS:
+            raise ValueError(
+                f"Only used with security_protocol SSL or SASL_SSL, not {protocol}; "
+                "set security_protocol or remove this key."
+            )
+        return value
 
 
 class StateSettings(_Section):

@@ -18,6 +18,7 @@ from aiobotocore.session import AioSession
 
 from poller.destinations.base import Destination
 from poller.destinations.file import FileDestination
+from poller.destinations.kafka import KafkaDestination, KafkaProducers
 from poller.destinations.s3 import S3Destination
 from poller.destinations.sns import SnsDestination
 from poller.destinations.sqs import SqsDestination
@@ -142,10 +143,15 @@ async def open_destination(
     endpoint_url: str | None,
     stack: AsyncExitStack,
     region: str | None = None,
+    kafka_bootstrap_servers: str | None = None,
+    kafka_producers: KafkaProducers | None = None,
 ) -> Destination:
     """Build the destination `spec` names; `stack` closes it.
 
     `region` is used only for S3, whose bucket ARNs carry none; queue and topic ARNs name theirs.
+    A `kafka://topic` is on the source's own cluster (spec §6.1), so it needs the mapping's
+    `kafka_bootstrap_servers`; `kafka_producers` shares producers between mappings (the caller
+    closes it), and without it the destination has its own, closed with it.
     """
     destination: Destination
     match spec:
@@ -168,7 +174,14 @@ async def open_destination(
                 bucket=spec.bucket, arn=spec.uri, region=s3_region, session=session, endpoint_url=endpoint_url
             )
         case KafkaDestinationSpec():
-            raise ValueError("Kafka destinations arrive with the Kafka source")
+            if kafka_bootstrap_servers is None:
+                raise ValueError(
+                    "Kafka destinations arrive with the Kafka source: a kafka:// topic is on the "
+                    "mapping's own cluster, so open it with the mapping's kafka_bootstrap_servers"
+                )
+            destination = KafkaDestination(
+                spec.topic, bootstrap_servers=kafka_bootstrap_servers, producers=kafka_producers
+            )
         case FileDestinationSpec():
             destination = FileDestination(spec.path)
     stack.push_async_callback(destination.aclose)

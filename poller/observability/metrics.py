@@ -53,7 +53,7 @@ class Metrics:
         self.invocations = counter("invocations_total", "Function invocations by outcome", (*m, "outcome"))
         self.retries = counter(
             "retries_total",
-            "Invocations that retry a function error (not re-invokes after a throttle, not bisected halves)",
+            "Invocations retrying a function error (not throttle re-invokes, not bisected halves)",
         )
         self.poll_errors = counter("poll_errors_total", "Failed reads from the source")
         self.invocation_duration = Histogram(

@@ -15,21 +15,27 @@ from dataclasses import dataclass, field
 
 import structlog
 from aiobotocore.session import AioSession, get_session
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from poller.config import LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
+from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
 from poller.core.clock import Clock, SystemClock
+from poller.core.kafka_event import KafkaEventShape
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
+from poller.destinations.kafka import KafkaProducers, RoundRobinNullKeys
 from poller.errors import ConfigError
 from poller.observability.metrics import Metrics
 from poller.runtime.clients import open_dynamodb_streams_client, open_kinesis_client, open_sqs_client
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
+from poller.runtime.kafka_clients import build_consumer, connection_options
 from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory
 from poller.sources.base import Source
 from poller.sources.dynamodb_streams import DynamoDbStreamsApi
+from poller.sources.kafka import KafkaSource
+from poller.sources.kafka_failures import KafkaFailureSender
 from poller.sources.kinesis import KinesisApi
 from poller.sources.sqs import MAX_RECEIVERS, SqsSource
 from poller.sources.stream_api import StreamApi
@@ -54,6 +60,7 @@ class Service:
         self.metrics = Metrics(self.registry)
         self.status = ServiceStatus()
         self.store: CheckpointStore | None = None
+        self.kafka_producers: KafkaProducers | None = None
 
     @property
     def settings(self) -> Settings:
@@ -82,6 +89,8 @@ class Service:
     def _source_factory(self, mapping: ResolvedMapping, status: MappingStatus) -> SourceFactory:
         if isinstance(mapping, StreamMapping):
             return self._stream_source_factory(mapping, status)
+        if isinstance(mapping, KafkaMapping):
+            return self._kafka_source_factory(mapping, status)
         return self._sqs_source_factory(mapping, status)
 
     def _sqs_source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
@@ -181,6 +190,70 @@ class Service:
 
         return open_source
 
+    def _kafka_source_factory(self, mapping: KafkaMapping, status: MappingStatus) -> SourceFactory:
+        settings = self.settings
+
+        async def open_source(stack: AsyncExitStack) -> Source:
+            target = await self._open_target(mapping, stack)
+            metrics = status.metrics
+            invoker = Invoker(
+                target=target,
+                metrics=metrics,
+                source_kind=mapping.source_kind,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+            )
+            shape = KafkaEventShape(
+                bootstrap_servers=",".join(mapping.bootstrap_servers), topic=mapping.topic
+            )
+            destination: Destination | None = None
+            if mapping.on_failure_destination is not None:
+                destination = await open_destination(
+                    parse_destination(mapping.on_failure_destination),
+                    session=self.session,
+                    endpoint_url=settings.aws.endpoint_url,
+                    stack=stack,
+                    region=settings.aws.region,
+                    kafka_bootstrap_servers=shape.bootstrap_servers,
+                    kafka_producers=self._producers(),
+                )
+            stopping = asyncio.Event()
+            failures = KafkaFailureSender(
+                mapping,
+                destination=destination,
+                shape=shape,
+                function_arn=reported_function_arn(self._target_spec(mapping)),
+                metrics=metrics,
+                clock=self.clock,
+                stopping=stopping,
+            )
+            return KafkaSource(
+                mapping,
+                consumer_factory=lambda _: build_consumer(mapping, settings.kafka, self.loaded.base_dir),
+                invoker=invoker,
+                failures=failures,
+                metrics=metrics,
+                status=status,
+                clock=self.clock,
+                stopping=stopping,
+                # A revoked partition's batch in flight may run to its function timeout.
+                revoke_budget_seconds=mapping.function_timeout_seconds + 5.0,
+            )
+
+        return open_source
+
+    def _producers(self) -> KafkaProducers:
+        """One producer per cluster for every kafka:// destination (closed when the service stops)."""
+        if self.kafka_producers is None:
+            options = connection_options(self.settings.kafka, self.loaded.base_dir)
+
+            def new_producer(servers: str) -> AIOKafkaProducer:
+                return AIOKafkaProducer(
+                    bootstrap_servers=servers, acks="all", partitioner=RoundRobinNullKeys(), **options
+                )
+
+            self.kafka_producers = KafkaProducers(factory=new_producer)
+        return self.kafka_producers
+
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         settings = self.settings
         async with AsyncExitStack() as stack:
@@ -194,9 +267,10 @@ class Service:
                     loop.add_signal_handler(sig, self.request_stop)
                     stack.callback(loop.remove_signal_handler, sig)
             await self._open_store(stack)
+            stack.push_async_callback(self._close_producers)
             supervisors: list[MappingSupervisor] = []
             for mapping in self.loaded.mappings:
-                streams = isinstance(mapping, StreamMapping)
+                streams = isinstance(mapping, StreamMapping | KafkaMapping)
                 status = MappingStatus(
                     name=mapping.name,
                     source_kind=mapping.source_kind,
@@ -204,7 +278,7 @@ class Service:
                     function_name=mapping.function_name,
                     metrics=self.metrics.for_mapping(mapping.name),
                     # spec §1.2, §1.5: what AWS reports for stream mappings.
-                    user_reason="User action" if streams else "USER_INITIATED",
+                    user_reason="User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED",
                     last_processing_result="No records processed" if streams else None,
                 )
                 self.status.mappings[mapping.name] = status
@@ -225,6 +299,10 @@ class Service:
                 group.create_task(self._drain_when_asked(supervisors, tasks))
             log.info("service_stopped")
         return 0
+
+    async def _close_producers(self) -> None:
+        if self.kafka_producers is not None:
+            await self.kafka_producers.aclose()
 
     async def _open_store(self, stack: AsyncExitStack) -> None:
         """The checkpoint store, opened once for every stream mapping (DESIGN §1.3)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -76,7 +77,8 @@ class FailureSender:
             "last": refs[-1].sequence_number,
             "condition": str(decision.condition),
         }
-        if self.destination is None:
+        destination = self.destination
+        if destination is None:
             self.metrics.dropped(DROP_REASONS[decision.condition], len(refs))
             self.log.warning("records_dropped", reason="no on-failure destination", **fields)
             return True
@@ -93,42 +95,60 @@ class FailureSender:
         build = kinesis_failure_record if self.mapping.source_kind == "kinesis" else dynamodb_failure_record
         delivery = FailureDelivery(
             record=build(context, info),
-            payload=encode_stream_event(events) if self.destination.kind == "s3" else None,
+            payload=encode_stream_event(events) if destination.kind == "s3" else None,
             s3_key_parts=S3KeyParts(
                 esm_uuid=self.mapping.name, shard_id=shard_id, timestamp_epoch_seconds=now
             ),
         )
-        failures = 0
-        while True:
-            try:
-                await self.destination.deliver(delivery)
-            except DeliveryRejected as exc:
-                self.metrics.destination_delivery_failures.inc()
-                self.metrics.dropped("destination_rejected", len(refs))
-                self.log.error(
-                    "destination_rejected", destination=self.destination.kind, error=str(exc), **fields
-                )
-                return True
-            except DeliveryFailed as exc:
-                failures += 1
-                self.metrics.destination_delivery_failures.inc()
-                delay = min(MAX_DELIVERY_BACKOFF_SECONDS, 0.5 * 2.0 ** min(failures, 10)) * random.uniform(
-                    0.8, 1.2
-                )
-                self.log.warning(
-                    "destination_delivery_failed",
-                    destination=self.destination.kind,
-                    error=str(exc)[:300],
-                    failures=failures,
-                    retry_in_s=round(delay, 2),
-                    **fields,
-                )
-                try:
-                    async with asyncio.timeout(delay):
-                        await self.stopping.wait()
-                    return False
-                except TimeoutError:
-                    continue
-            self.metrics.records_sent_to_destination.inc(len(refs))
-            self.log.info("records_sent_to_destination", destination=self.destination.kind, **fields)
+        return await deliver_until_done(
+            lambda: destination.deliver(delivery),
+            kind=destination.kind,
+            records=len(refs),
+            metrics=self.metrics,
+            stopping=self.stopping,
+            log=self.log.bind(**fields),
+        )
+
+
+async def deliver_until_done(
+    deliver: Callable[[], Awaitable[None]],
+    *,
+    kind: str,
+    records: int,
+    metrics: MappingMetrics,
+    stopping: asyncio.Event,
+    log: Any,
+) -> bool:
+    """Run `deliver` until it succeeds (DESIGN §3: hold the shard, never drop), backing off between
+    tries; a `DeliveryRejected` is given up on and counted. False if stopping cut the wait short."""
+    failures = 0
+    while True:
+        try:
+            await deliver()
+        except DeliveryRejected as exc:
+            metrics.destination_delivery_failures.inc()
+            metrics.dropped("destination_rejected", records)
+            log.error("destination_rejected", destination=kind, error=str(exc))
             return True
+        except DeliveryFailed as exc:
+            failures += 1
+            metrics.destination_delivery_failures.inc()
+            delay = min(MAX_DELIVERY_BACKOFF_SECONDS, 0.5 * 2.0 ** min(failures, 10)) * random.uniform(
+                0.8, 1.2
+            )
+            log.warning(
+                "destination_delivery_failed",
+                destination=kind,
+                error=str(exc)[:300],
+                failures=failures,
+                retry_in_s=round(delay, 2),
+            )
+            try:
+                async with asyncio.timeout(delay):
+                    await stopping.wait()
+                return False
+            except TimeoutError:
+                continue
+        metrics.records_sent_to_destination.inc(records)
+        log.info("records_sent_to_destination", destination=kind)
+        return True

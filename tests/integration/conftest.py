@@ -394,3 +394,6 @@ def stream_mapping(name: str, arn: str, url: str, **settings: Any) -> dict[str, 
         "StartingPosition": "TRIM_HORIZON",
         **settings,
     }
+
+
+from tests.integration.kafka_broker import kafka_bootstrap  # noqa: E402,F401  (Tansu broker fixture)

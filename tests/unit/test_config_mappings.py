@@ -155,37 +155,62 @@ def test_duplicate_name_across_files_names_the_first(tmp_path: Path) -> None:
     ]
 
 
+MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc"
+MSK_MESSAGE = (
+    "Amazon MSK event sources are not supported; poller reads self-managed Kafka only. Remove "
+    "EventSourceArn and name the cluster's bootstrap brokers in "
+    "SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS."
+)
+
+
 @pytest.mark.parametrize(
-    ("source", "line", "expected"),
+    ("source", "expected"),
     [
+        (f"EventSourceArn: {MSK_ARN}\nTopics: [orders]", [f"2: Mapping 's': EventSourceArn: {MSK_MESSAGE}"]),
         (
-            "EventSourceArn: arn:aws:kafka:us-east-1:123456789012:cluster/c/abc\nTopics: [t]",
-            3,
-            "Topics: Kafka",
+            f"EventSourceArn: {MSK_ARN}",
+            [
+                "1: Mapping 's': Topics: Required 'Topics' parameter is missing.",
+                f"2: Mapping 's': EventSourceArn: {MSK_MESSAGE}",
+            ],
         ),
-        ("EventSourceArn: arn:aws:kafka:us-east-1:123456789012:cluster/c/abc", 2, "EventSourceArn: Kafka"),
         (
             "SelfManagedEventSource: {Endpoints: {KAFKA_BOOTSTRAP_SERVERS: ['b:9092']}}",
-            2,
-            "SelfManagedEventSource: Kafka",
+            ["1: Mapping 's': Topics: Required 'Topics' parameter is missing."],
         ),
     ],
 )
-def test_other_sources_are_reported_as_not_supported_yet(
-    tmp_path: Path, source: str, line: int, expected: str
-) -> None:
+def test_kafka_sources_are_resolved_as_kafka(tmp_path: Path, source: str, expected: list[str]) -> None:
+    """spec §1.4: an MSK ARN or SelfManagedEventSource makes a Kafka mapping; only self-managed Kafka
+    is supported, and the Kafka rules apply (tests/unit/test_config_kafka.py has the rest)."""
     file = write(tmp_path / "m.yaml", f"Name: s\n{source}\nFunctionName: f\n")
     mappings, problems = load_mappings([file], tmp_path)
     assert mappings == []
-    assert strs(problems) == [f"{file}:{line}: Mapping 's': {expected} sources are not supported yet."]
+    assert strs(problems) == [f"{file}:{text}" for text in expected]
+
+
+def test_self_managed_kafka_loads(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "m.yaml",
+        "Name: s\nSelfManagedEventSource: {Endpoints: {KAFKA_BOOTSTRAP_SERVERS: ['b:9092']}}\n"
+        "Topics: [orders]\nFunctionName: f\n",
+    )
+    mappings, problems = load_mappings([file], tmp_path)
+    assert problems == []
+    assert [(m.name, m.source_kind, m.event_source_arn) for m in mappings] == [
+        ("s", "kafka", "kafka://b:9092/orders")
+    ]
 
 
 @pytest.mark.parametrize(
     "source",
-    ["", "Topics: [t]\n", "EventSourceArn: arn:aws:dynamodb:us-east-1:123456789012:table/t\n"],
+    ["", "EventSourceArn: arn:aws:dynamodb:us-east-1:123456789012:table/t\n"],
 )
 def test_unrecognized_event_source(tmp_path: Path, source: str) -> None:
-    """spec §1.6: neither EventSourceArn nor SelfManagedEventSource → `Unrecognized event source.`"""
+    """spec §1.6: neither EventSourceArn nor SelfManagedEventSource → `Unrecognized event source.`
+
+    (`Topics` alone makes a Kafka mapping whose servers may come from the settings; see
+    tests/unit/test_config_kafka.py.)"""
     file = write(tmp_path / "m.yaml", f"Name: s\nFunctionName: f\n{source}")
     _, problems = load_mappings([file], tmp_path)
     assert [(p.field, p.message) for p in problems] == [("EventSourceArn", "Unrecognized event source.")]

@@ -38,6 +38,11 @@ def test_defaults_are_the_documented_ones() -> None:
             "sasl_username": None,
             "sasl_password": None,
             "ssl_cafile": None,
+            "ssl_certfile": None,
+            "ssl_keyfile": None,
+            "client_id": "poller",
+            "session_timeout_ms": 10000,
+            "fetch_max_wait_ms": 100,
         },
         "state": {"backend": "sqlite", "path": Path("var/poller-state.sqlite3"), "table": "poller-state"},
         "http": {"host": "0.0.0.0", "port": 8080},
@@ -58,7 +63,12 @@ def test_file_values_are_loaded(tmp_path: Path) -> None:
         tmp_path / "poller.yaml",
         """\
         aws: {region: eu-west-1, endpoint_url: "http://127.0.0.1:4566", account_id: "123456789012"}
-        kafka: {bootstrap_servers: ["b1:9092", "b2:9092"], sasl_password: hunter2}
+        kafka:
+          bootstrap_servers: ["b1:9092", "b2:9092"]
+          security_protocol: SASL_SSL
+          sasl_mechanism: SCRAM-SHA-512
+          sasl_username: poller
+          sasl_password: hunter2
         state: {backend: dynamodb, table: shared}
         http: {port: 9000}
         mappings: [a.yaml, more/]

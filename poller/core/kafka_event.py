@@ -1,0 +1,373 @@
+"""The Kafka event exactly as Lambda delivers it, and the Kafka-topic failure record (spec §3.4, §6.5).
+
+Pure: a consumed record comes in as a plain value (`KafkaRecordInput`, made from aiokafka's
+`ConsumerRecord` by `from_consumer_record`). Each record is serialised once, when it is read: the
+batcher needs its size for the 6 MB cap (spec §2) anyway, and the event is then ready-made record
+bytes joined inside an envelope, so its exact size is known without serialising the batch again:
+
+    {"eventSource":"SelfManagedKafka","bootstrapServers":"h:p,h:p","records":{"t-0":[r,r],"t-1":[r]}}
+
+Choices where AWS documents nothing (spec §14 item 6), each in one place below:
+
+* A null key leaves `key` out (spec §3.4; aws-lambda-go's `key,omitempty`); an empty key is `""`.
+* A null value (tombstone) is `"value": null` (reports disagree on null vs absent: Powertools
+  for TypeScript issues #4988 and #5016). Powertools' Python model requires a string there, so it
+  rejects tombstones either way.
+* Header values are arrays of **signed** byte integers (-128..127): AWS serialises Java's `byte[]`,
+  and AWS's own event libraries read them signed (aws-lambda-go `int8`, .NET `sbyte`, Powertools).
+  A null header value becomes `[]`, which every one of those libraries can read.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import orjson
+
+from poller.core.failure_records import iso_millis
+from poller.core.stream_retry_types import StreamRecordRef
+
+SELF_MANAGED_EVENT_SOURCE: Final = "SelfManagedKafka"
+MSK_EVENT_SOURCE: Final = "aws:kafka"
+
+TimestampType = Literal["CREATE_TIME", "LOG_APPEND_TIME"]
+
+LOG_APPEND_TIME_TYPE: Final = 1
+"""Kafka's code for a broker-assigned timestamp; 0 is the producer's (CreateTime)."""
+MAX_TOPIC_LENGTH: Final = 249
+MAX_PARTITION: Final = 2**31 - 1
+"""Partitions are int32: at most 10 digits in a `<topic>-<partition>` key."""
+
+_GROUP_OPEN: Final = b":["
+_GROUP_CLOSE: Final = b"]"
+_EVENT_SUFFIX: Final = b"}}"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecordInput:
+    """One consumed Kafka record, as plain values."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    timestamp_type: TimestampType
+    key: bytes | None
+    value: bytes | None
+    """None for a tombstone."""
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    """In record order; a key may repeat, and a header's value may be null."""
+
+    @property
+    def group(self) -> str:
+        """`<topic>-<partition>`: the record's key in the event's `records` object."""
+        return group_key(self.topic, self.partition)
+
+
+def group_key(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def from_consumer_record(rec: Any) -> KafkaRecordInput:
+    """The plain value of an aiokafka `ConsumerRecord` read without deserialisers (bytes in, bytes out)."""
+    timestamp_type: TimestampType = (
+        "LOG_APPEND_TIME" if rec.timestamp_type == LOG_APPEND_TIME_TYPE else "CREATE_TIME"
+    )
+    return KafkaRecordInput(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        timestamp_ms=rec.timestamp,
+        timestamp_type=timestamp_type,
+        key=rec.key,
+        value=rec.value,
+        headers=tuple((name, value) for name, value in rec.headers or ()),
+    )
+
+
+def header_bytes(value: bytes | None) -> list[int]:
+    """A header value as JSON: its bytes as signed integers, -128..127 (see the module notes)."""
+    if not value:
+        return []
+    signed: list[int] = memoryview(value).cast("b").tolist()
+    return signed
+
+
+def kafka_record(rec: KafkaRecordInput) -> dict[str, Any]:
+    """The event record for one consumed record; keys in the order of spec §3.4's example."""
+    record: dict[str, Any] = {
+        "topic": rec.topic,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "timestamp": rec.timestamp_ms,
+        "timestampType": rec.timestamp_type,
+    }
+    if rec.key is not None:
+        record["key"] = base64.b64encode(rec.key).decode("ascii")
+    record["value"] = None if rec.value is None else base64.b64encode(rec.value).decode("ascii")
+    record["headers"] = [{name: header_bytes(value)} for name, value in rec.headers]
+    return record
+
+
+def serialise_record(record: Mapping[str, Any]) -> bytes:
+    """A record's JSON, exactly as it will appear inside the event."""
+    return orjson.dumps(record)
+
+
+# -- the event -------------------------------------------------------------------------------------
+
+
+def event_source_for(event_source_arn: str | None) -> str:
+    """`aws:kafka` for an MSK cluster (which has an ARN), `SelfManagedKafka` otherwise (spec §3.4)."""
+    return SELF_MANAGED_EVENT_SOURCE if event_source_arn is None else MSK_EVENT_SOURCE
+
+
+def event_prefix(event_source: str, bootstrap_servers: str, *, event_source_arn: str | None = None) -> bytes:
+    """Everything before the first `<topic>-<partition>` key, in spec §3.4's key order."""
+    prefix = b'{"eventSource":' + orjson.dumps(event_source)
+    if event_source_arn is not None:
+        # MSK only; note the lower-case `Arn` (spec §3.4).
+        prefix += b',"eventSourceArn":' + orjson.dumps(event_source_arn)
+    return prefix + b',"bootstrapServers":' + orjson.dumps(bootstrap_servers) + b',"records":{'
+
+
+def event_overhead(event_source: str, bootstrap_servers: str, *, event_source_arn: str | None = None) -> int:
+    """Bytes of the event around its groups: the envelope of an event with no records."""
+    prefix = event_prefix(event_source, bootstrap_servers, event_source_arn=event_source_arn)
+    return len(prefix) + len(_EVENT_SUFFIX)
+
+
+def group_overhead(group: str) -> int:
+    """Bytes a `<topic>-<partition>` group adds around its records: `"t-0":[` and `]`."""
+    return len(orjson.dumps(group)) + len(_GROUP_OPEN) + len(_GROUP_CLOSE)
+
+
+def encode_kafka_event(
+    event_source: str,
+    bootstrap_servers: str,
+    grouped: Mapping[str, Sequence[bytes]],
+    *,
+    event_source_arn: str | None = None,
+) -> bytes:
+    """The event for records already serialised by `serialise_record`, grouped by `<topic>-<partition>`.
+
+    Groups and records keep the order given. Its length is `kafka_event_size` of the same lengths.
+    """
+    groups = b",".join(_encode_group(group, records) for group, records in grouped.items())
+    prefix = event_prefix(event_source, bootstrap_servers, event_source_arn=event_source_arn)
+    return prefix + groups + _EVENT_SUFFIX
+
+
+def _encode_group(group: str, records: Sequence[bytes]) -> bytes:
+    return orjson.dumps(group) + _GROUP_OPEN + b",".join(records) + _GROUP_CLOSE
+
+
+def kafka_event_size(grouped_lengths: Mapping[str, Sequence[int]], *, overhead: int) -> int:
+    """The exact length of `encode_kafka_event` from the serialised records' lengths alone."""
+    size = overhead + max(len(grouped_lengths) - 1, 0)
+    for group, lengths in grouped_lengths.items():
+        size += group_overhead(group) + sum(lengths) + max(len(lengths) - 1, 0)
+    return size
+
+
+class KafkaEventSize:
+    """The exact payload size of an event as records are added to it one by one.
+
+    `cost` is what one more record adds (its bytes, a comma, and the first time a group appears,
+    the group's key and brackets), so a batcher can check the 6 MB cap before adding it; after
+    any sequence of `add`, `size == len(encode_kafka_event(...))` of the same records.
+    """
+
+    __slots__ = ("_counts", "size")
+
+    def __init__(self, overhead: int) -> None:
+        self.size = overhead
+        self._counts: dict[str, int] = {}
+
+    @property
+    def records(self) -> int:
+        return sum(self._counts.values())
+
+    def cost(self, group: str, record_bytes: int) -> int:
+        """What adding a record of `record_bytes` serialised bytes to `group` adds to `size`."""
+        if group in self._counts:
+            return 1 + record_bytes
+        separator = 1 if self._counts else 0
+        return separator + group_overhead(group) + record_bytes
+
+    def add(self, group: str, record_bytes: int) -> int:
+        """Count the record in; returns the new size."""
+        self.size += self.cost(group, record_bytes)
+        self._counts[group] = self._counts.get(group, 0) + 1
+        return self.size
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaEventShape:
+    """The envelope of one mapping's events: its event source and bootstrap servers (spec §3.4)."""
+
+    bootstrap_servers: str
+    """Comma-separated `host:port`, as the mapping names them."""
+    event_source_arn: str | None = None
+    """The MSK cluster ARN; None for self-managed Kafka."""
+    topic: str | None = None
+    """The mapping's topic, if known: it tightens `envelope_bytes`."""
+    _prefix: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = event_prefix(
+            self.event_source, self.bootstrap_servers, event_source_arn=self.event_source_arn
+        )
+        object.__setattr__(self, "_prefix", prefix)
+
+    @property
+    def event_source(self) -> str:
+        return event_source_for(self.event_source_arn)
+
+    @property
+    def overhead(self) -> int:
+        """Bytes of an event around its groups."""
+        return len(self._prefix) + len(_EVENT_SUFFIX)
+
+    @property
+    def envelope_bytes(self) -> int:
+        """An upper bound of the bytes around the records of a one-partition event, whatever the
+        partition: the group key is counted with the longest partition number (and, without
+        `topic`, the longest topic name). `envelope_bytes_for` gives the exact figure."""
+        topic = self.topic if self.topic is not None else "t" * MAX_TOPIC_LENGTH
+        return self.overhead + group_overhead(group_key(topic, MAX_PARTITION))
+
+    def envelope_bytes_for(self, group: str) -> int:
+        """The exact bytes around the records of a one-partition event for `group`."""
+        return self.overhead + group_overhead(group)
+
+    def sizer(self) -> KafkaEventSize:
+        """An exact size counter for an event of this mapping, starting empty."""
+        return KafkaEventSize(self.overhead)
+
+    def encode(self, group: str, records: Sequence[bytes]) -> bytes:
+        """The event for one partition's records (serialised by `serialise_record`)."""
+        return self._prefix + _encode_group(group, records) + _EVENT_SUFFIX
+
+    def encode_grouped(self, grouped: Mapping[str, Sequence[bytes]]) -> bytes:
+        """The event for records of several partitions, grouped by `<topic>-<partition>`."""
+        return encode_kafka_event(
+            self.event_source, self.bootstrap_servers, grouped, event_source_arn=self.event_source_arn
+        )
+
+
+def group_records(items: Iterable[tuple[str, bytes]]) -> dict[str, list[bytes]]:
+    """Serialised records grouped by `<topic>-<partition>`, groups in order of first appearance."""
+    grouped: dict[str, list[bytes]] = {}
+    for group, encoded in items:
+        grouped.setdefault(group, []).append(encoded)
+    return grouped
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class KafkaItem:
+    """A consumed record as a source keeps it: the value, its event record, serialised once, and
+    the reference the stream retry machine works with (offsets as sequence numbers)."""
+
+    consumed: KafkaRecordInput
+    record: dict[str, Any]
+    """The event record (spec §3.4), e.g. for filtering."""
+    encoded: bytes
+    """`record` serialised, exactly as it goes into the event."""
+    ref: StreamRecordRef
+    """`size_bytes` counts the record and one comma: within one partition's event, the records of a
+    batch add at most `sum(size_bytes)` to `KafkaEventShape.envelope_bytes`."""
+
+    @property
+    def group(self) -> str:
+        return self.consumed.group
+
+
+def kafka_item(consumed: Any) -> KafkaItem:
+    """The item for an aiokafka `ConsumerRecord` (or a `KafkaRecordInput` already made)."""
+    value = consumed if isinstance(consumed, KafkaRecordInput) else from_consumer_record(consumed)
+    record = kafka_record(value)
+    encoded = serialise_record(record)
+    ref = StreamRecordRef(
+        sequence_number=str(value.offset),
+        arrival_epoch_seconds=value.timestamp_ms / 1000,
+        size_bytes=len(encoded) + 1,
+    )
+    return KafkaItem(consumed=value, record=record, encoded=encoded, ref=ref)
+
+
+# -- the Kafka-topic destination record (spec §6.5) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaFailedRecord:
+    """One message for a `kafka://` on-failure destination: one failed record (spec §6.5)."""
+
+    key: bytes | None
+    """The failed record's own key: the message is partitioned like the original (round-robin if None)."""
+    value: bytes
+    """The §6.5 document, serialised."""
+
+
+def kafka_failed_record(
+    failure_record: Mapping[str, Any], record: Mapping[str, Any], *, encoded: bytes | None = None
+) -> KafkaFailedRecord:
+    """The destination message for one failed record of a discarded batch (spec §6.5).
+
+    `failure_record` is the batch's record from `kafka_failure_record` (spec §6.4); its
+    `requestContext`, `responseContext`, `version` and `timestamp` are kept, and `KafkaBatchInfo`
+    is narrowed to this record: `batchSize` 1, `payloadSize` of the one-record event, and
+    `recordInfo` (singular) with the offset as a string and the record's timestamp in ISO-8601.
+    `payload` is that one-record event as a JSON object (not a string, unlike S3's). `record` is
+    the event record (spec §3.4); `encoded` its serialised bytes if already at hand.
+    """
+    info: Mapping[str, Any] = failure_record["KafkaBatchInfo"]
+    arn: str | None = info.get("eventSourceArn")
+    servers: str = info["bootstrapServers"]
+    group = group_key(record["topic"], record["partition"])
+    payload = encode_kafka_event(
+        event_source_for(arn),
+        servers,
+        {group: [encoded if encoded is not None else serialise_record(record)]},
+        event_source_arn=arn,
+    )
+    batch_info: dict[str, Any] = {"batchSize": 1}
+    if arn is not None:
+        batch_info["eventSourceArn"] = arn
+    batch_info["bootstrapServers"] = servers
+    batch_info["payloadSize"] = len(payload)
+    batch_info["recordInfo"] = {
+        "offset": str(record["offset"]),
+        "timestamp": iso_millis(record["timestamp"] / 1000),
+    }
+    document = {
+        name: value for name, value in failure_record.items() if name not in ("KafkaBatchInfo", "payload")
+    }
+    document["KafkaBatchInfo"] = batch_info
+    # The event is embedded as it was serialised, so `payloadSize` is its exact length.
+    document["payload"] = orjson.Fragment(payload)
+    key = record.get("key")
+    return KafkaFailedRecord(
+        key=None if key is None else base64.b64decode(key, validate=True), value=orjson.dumps(document)
+    )
+
+
+def kafka_failed_records(failure_record: Mapping[str, Any], event: bytes) -> list[KafkaFailedRecord]:
+    """One destination message per record of a discarded batch's invocation event, in event order.
+
+    Raises ValueError if `event` is not a Kafka event.
+    """
+    parsed = orjson.loads(event)
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("records"), dict):
+        raise ValueError("not a Kafka event: no `records` object")
+    try:
+        return [
+            kafka_failed_record(failure_record, record)
+            for records in parsed["records"].values()
+            for record in records
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a Kafka event record: {exc!r}") from exc

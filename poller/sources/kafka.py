@@ -1,0 +1,506 @@
+"""The self-managed Kafka source on aiokafka (spec §2, §3.4, §5.3, §9.3; ops anchors §1, §4).
+
+One consumer per mapping joins the mapping's consumer group. A fetch loop hands records to one
+worker per assigned partition; each worker gathers batches (BatchSize, the 500 ms default window
+that opens with the first record, the 6 MB cap) and drives them through the same pure retry
+machine as the streams (`StreamBatchProcess`, offsets as sequence numbers), so a partition is
+processed in order while partitions run concurrently. Offsets are committed in the background,
+coalesced to the highest contiguous finished offset per partition, and never past an unfinished
+record. A partition whose buffer is full or whose batch waits in retry backoff is paused, so the
+consumer keeps polling and never drops out of its group. On a rebalance, revoked partitions stop
+taking batches, finish (or, past their budget, abandon) what is in flight, and commit before the
+partition is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from poller.config import KafkaMapping
+from poller.core.batch_result import BatchResult, BatchSucceeded
+from poller.core.batching import MAX_PAYLOAD_BYTES, BatchBuilder, BatchLimits
+from poller.core.clock import Clock
+from poller.core.filtering import FilterSet, compile_filters, kafka_view
+from poller.core.kafka_event import KafkaEventShape, KafkaItem, kafka_item
+from poller.core.shard_progress import ShardProgress
+from poller.core.stream_retry import (
+    Backoff,
+    Checkpoint,
+    Done,
+    Invoke,
+    RetryPolicy,
+    SendToDestination,
+    StreamBatchProcess,
+)
+from poller.errors import first_error
+from poller.observability.metrics import MappingMetrics
+from poller.runtime.invoker import Invoker
+from poller.runtime.status import MappingStatus
+from poller.sources.kafka_failures import KafkaFailureSender
+
+PARTITION_CAPACITY_MIN: Final = 500
+"""Records buffered per partition before it is paused (at least 2 x BatchSize)."""
+COMMIT_INTERVAL_SECONDS: Final = 1.0
+FETCH_TIMEOUT_MS: Final = 500
+RETRIES_WITH_DESTINATION_CAP: Final = 10
+"""spec §5.3: with infinite retries and an on-failure destination, Lambda caps retries at 10."""
+
+ConsumerFactory = Callable[["KafkaSource"], AIOKafkaConsumer]
+
+
+def kafka_identifier(partition_key: str) -> Callable[[object], str | None]:
+    """spec §4.2: a Kafka `itemIdentifier` is `{"partition": "<topic>-<partition>", "offset": n}`;
+    batches here hold one partition, so an identifier maps to its offset, else it is not in the batch."""
+
+    def read(value: object) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        offset = value.get("offset")
+        if isinstance(offset, str) and offset.isdigit():
+            offset = int(offset)
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            return None
+        return (
+            str(offset) if value.get("partition") == partition_key else f"{value.get('partition')}:{offset}"
+        )
+
+    return read
+
+
+class KafkaSource:
+    kind = "kafka"
+
+    def __init__(
+        self,
+        mapping: KafkaMapping,
+        *,
+        consumer_factory: ConsumerFactory,
+        invoker: Invoker,
+        failures: KafkaFailureSender,
+        metrics: MappingMetrics,
+        status: MappingStatus,
+        clock: Clock,
+        stopping: asyncio.Event,
+        revoke_budget_seconds: float,
+    ) -> None:
+        self.mapping = mapping
+        self.consumer_factory = consumer_factory
+        self.invoker = invoker
+        self.failures = failures
+        self.metrics = metrics
+        self.status = status
+        self.clock = clock
+        self.stopping = stopping
+        self.revoke_budget_seconds = revoke_budget_seconds
+        self.log = structlog.get_logger("poller.kafka").bind(mapping=mapping.name)
+        self.shape = KafkaEventShape(bootstrap_servers=",".join(mapping.bootstrap_servers))
+        self.filters: FilterSet | None = (
+            compile_filters(mapping.filter_patterns, source="kafka") if mapping.filter_patterns else None
+        )
+        retries = mapping.maximum_retry_attempts
+        if retries == -1 and mapping.on_failure_destination is not None:
+            retries = RETRIES_WITH_DESTINATION_CAP
+        self.policy = RetryPolicy(
+            maximum_retry_attempts=retries,
+            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
+            bisect_on_function_error=mapping.bisect_batch_on_function_error,
+            report_batch_item_failures=mapping.report_batch_item_failures,
+        )
+        self.limits = BatchLimits(
+            batch_size=mapping.batch_size,
+            window_seconds=mapping.maximum_batching_window_ms / 1000,
+            envelope_bytes=self.shape.envelope_bytes,
+        )
+        self.capacity = max(2 * mapping.batch_size, PARTITION_CAPACITY_MIN)
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.group: asyncio.TaskGroup | None = None
+        self.commit_wanted = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        self.commit_wanted.set()
+
+    async def run(self) -> None:
+        consumer = self.consumer_factory(self)
+        self.consumer = consumer
+        consumer.subscribe([self.mapping.topic], listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise ConnectionError(f"Kafka at {self.shape.bootstrap_servers}: {exc}") from exc
+        self.status.running()
+        self.log.info("mapping_started", topic=self.mapping.topic, group=self.mapping.consumer_group_id)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                for worker in self.workers.values():
+                    worker.start(group)
+                fetcher = group.create_task(self._fetch_loop())
+                committer = group.create_task(self._commit_loop())
+                await fetcher
+                # Stopping: workers finish their batch in flight, then the last commit.
+                await asyncio.gather(*(w.finished() for w in list(self.workers.values())))
+                self.commit_wanted.set()
+                committer.cancel()
+        except ExceptionGroup as group_error:
+            raise first_error(group_error) from group_error
+        finally:
+            self.group = None
+            await self._commit(list(self.workers.values()))
+            await consumer.stop()
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        while not self.stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=self.capacity)
+            for tp, records in batches.items():
+                worker = self.workers.get(tp)
+                if worker is None:
+                    continue  # revoked meanwhile: the next owner fetches them from the commit
+                worker.add(records)
+                if worker.buffered >= self.capacity:
+                    worker.pause("buffer full")
+            self._publish_lag()
+
+    def _publish_lag(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        lag = 0
+        for tp, worker in self.workers.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and worker.next_offset is not None:
+                lag += max(highwater - worker.next_offset, 0)
+            worker.publish_position(highwater)
+        self.metrics.offset_lag.set(lag)
+
+    # -- committing ----------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(COMMIT_INTERVAL_SECONDS):
+                    await self.commit_wanted.wait()
+            except TimeoutError:
+                pass
+            self.commit_wanted.clear()
+            await self._commit(list(self.workers.values()))
+
+    async def _commit(self, workers: Sequence[PartitionWorker]) -> None:
+        """Commit each partition's finished prefix that moved; one request for all of them."""
+        consumer = self.consumer
+        offsets = {w.tp: OffsetAndMetadata(w.commit_offset, "") for w in workers if w.uncommitted}
+        if consumer is None or not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance in progress refuses commits; revocation commits what was finished.
+            self.log.warning("commit_failed", error=str(exc)[:300], partitions=len(offsets))
+            return
+        for worker in workers:
+            worker.committed(offsets.get(worker.tp))
+
+    # -- rebalancing ---------------------------------------------------------------------------
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        for tp in sorted(partitions, key=lambda p: p.partition):
+            if tp in self.workers:
+                continue
+            committed = await consumer.committed(tp)
+            if committed is None and self.mapping.starting_position == "AT_TIMESTAMP":
+                await self._seek_to_timestamp(consumer, tp)
+            worker = PartitionWorker(self, tp)
+            self.workers[tp] = worker
+            if self.group is not None:
+                worker.start(self.group)
+        self.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
+
+    async def _seek_to_timestamp(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        # An extension over AWS (which documents AT_TIMESTAMP for MSK): offsets_for_times.
+        stamp = self.mapping.starting_position_timestamp
+        assert stamp is not None  # the loader requires it with AT_TIMESTAMP
+        found = await consumer.offsets_for_times({tp: int(stamp * 1000)})
+        position = found.get(tp)
+        if position is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, position.offset)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        leaving = [self.workers[tp] for tp in partitions if tp in self.workers]
+        for worker in leaving:
+            worker.stop()
+        if leaving:
+            try:
+                async with asyncio.timeout(self.revoke_budget_seconds):
+                    await asyncio.gather(*(w.finished() for w in leaving))
+            except TimeoutError:
+                self.log.warning("revoke_budget_exceeded", partitions=[w.tp.partition for w in leaving])
+            await self._commit(leaving)
+        for worker in leaving:
+            worker.cancel()
+            self.workers.pop(worker.tp, None)
+            self.status.positions.pop(worker.key, None)
+        if partitions:
+            self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in partitions))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.source.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.source.assigned(set(assigned))
+
+
+@dataclass(slots=True)
+class Pending:
+    item: KafkaItem
+    ticket: int
+
+
+class PartitionWorker:
+    """One assigned partition: a bounded buffer and one batch at a time, in offset order."""
+
+    def __init__(self, source: KafkaSource, tp: TopicPartition) -> None:
+        self.source = source
+        self.tp = tp
+        self.key = f"{tp.topic}-{tp.partition}"
+        self.buffer: deque[Pending] = deque()
+        self.arrived = asyncio.Event()
+        self.progress = ShardProgress()
+        self.last_committed: int | None = None
+        self.next_offset: int | None = None
+        self.leaving = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.paused_for: set[str] = set()
+        self.identifier = kafka_identifier(self.key)
+        self.log = source.log.bind(partition=self.key)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, group: asyncio.TaskGroup) -> None:
+        if self.task is None:
+            self.task = group.create_task(self._run(), name=f"partition:{self.key}")
+
+    def stop(self) -> None:
+        """No new batches; the one in flight finishes (or abandons at its next wait)."""
+        self.leaving.set()
+        self.arrived.set()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.source.metrics.buffered_records.dec(len(self.buffer))
+        self.buffer.clear()
+
+    async def finished(self) -> None:
+        self.stop()
+        if self.task is not None:
+            await asyncio.wait({self.task})
+
+    def _done(self) -> bool:
+        return self.leaving.is_set() or self.source.stopping.is_set()
+
+    # -- buffering -----------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buffer)
+
+    def add(self, records: Sequence[Any]) -> None:
+        source = self.source
+        metrics = source.metrics
+        filters = source.filters
+        for consumed in records:
+            item = kafka_item(consumed)
+            metrics.records_polled.inc()
+            ticket = self.progress.read(str(consumed.offset))
+            if self.next_offset is None:
+                self.next_offset = consumed.offset
+            if filters is not None and not filters.matches(kafka_view(item.record)):
+                metrics.records_filtered.inc()
+                self._complete([ticket])
+                continue
+            self.buffer.append(Pending(item, ticket))
+            metrics.buffered_records.inc()
+        self.arrived.set()
+
+    def pause(self, reason: str) -> None:
+        consumer = self.source.consumer
+        if not self.paused_for and consumer is not None:
+            consumer.pause(self.tp)
+        self.paused_for.add(reason)
+
+    def resume(self, reason: str) -> None:
+        consumer = self.source.consumer
+        self.paused_for.discard(reason)
+        if not self.paused_for and consumer is not None and self.tp in consumer.assignment():
+            consumer.resume(self.tp)
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def _complete(self, tickets: Sequence[int]) -> None:
+        moved = None
+        for ticket in tickets:
+            moved = self.progress.complete(ticket) or moved
+        if moved is not None:
+            self.next_offset = int(moved) + 1
+            self.source.commit_wanted.set()
+
+    @property
+    def commit_offset(self) -> int:
+        """Kafka commits the next offset to read: one past the finished prefix."""
+        watermark = self.progress.watermark
+        return -1 if watermark is None else int(watermark) + 1
+
+    @property
+    def uncommitted(self) -> bool:
+        return self.progress.watermark is not None and self.commit_offset != self.last_committed
+
+    def committed(self, offset: OffsetAndMetadata | None) -> None:
+        if offset is not None:
+            self.last_committed = offset.offset
+
+    def publish_position(self, highwater: int | None) -> None:
+        self.source.status.positions[self.key] = {
+            "CommittedOffset": self.last_committed,
+            "NextOffset": self.next_offset,
+            "HighWatermark": highwater,
+            "Lag": None
+            if highwater is None or self.next_offset is None
+            else max(highwater - self.next_offset, 0),
+        }
+
+    # -- batches -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._done():
+            batch = await self._gather()
+            if not batch:
+                continue
+            if not await self._process(batch):
+                return
+
+    async def _gather(self) -> list[Pending]:
+        """spec §2: Kafka's window opens when the first record arrives (default 500 ms)."""
+        source = self.source
+        while not self.buffer:
+            if self._done():
+                return []
+            self.arrived.clear()
+            await self.arrived.wait()
+        clock = source.clock
+        builder = BatchBuilder(source.limits, started_at=clock.monotonic())
+        batch: list[Pending] = []
+        while True:
+            while self.buffer and builder.full_reason(None) is None:
+                size = self.buffer[0].item.ref.size_bytes
+                if batch and not builder.fits(size):
+                    break
+                entry = self.buffer.popleft()
+                batch.append(entry)
+                builder.add(size)
+            full = builder.full_reason(self.buffer[0].item.ref.size_bytes if self.buffer else None)
+            if full is not None or builder.window_elapsed(clock.monotonic()) or self._done():
+                break
+            self.arrived.clear()
+            try:
+                async with asyncio.timeout(max(builder.deadline() - clock.monotonic(), 0.0)):
+                    await self.arrived.wait()
+            except TimeoutError:
+                break
+        source.metrics.buffered_records.dec(len(batch))
+        if self.buffered < source.capacity // 2:
+            self.resume("buffer full")
+        return batch
+
+    async def _process(self, batch: list[Pending]) -> bool:
+        """Drive one batch to the end (spec §5.3 with §5.2's machine); False if abandoned."""
+        source = self.source
+        by_offset = {entry.item.ref.sequence_number: entry for entry in batch}
+        process = StreamBatchProcess(
+            [entry.item.ref for entry in batch],
+            source.policy,
+            payload_limit_bytes=MAX_PAYLOAD_BYTES - source.shape.envelope_bytes,
+        )
+        source.metrics.in_flight_batches.inc()
+        try:
+            while True:
+                match process.next_decision(source.clock.wall()):
+                    case Invoke(records=records, attempt=attempt):
+                        if self._done():
+                            return False
+                        entries = [by_offset[r.sequence_number] for r in records]
+                        payload = source.shape.encode(self.key, [e.item.encoded for e in entries])
+                        result = await source.invoker.invoke(
+                            payload,
+                            [r.sequence_number for r in records],
+                            attempt=attempt,
+                            batch_id=f"{self.key}-{records[0].sequence_number}",
+                            identifier=self.identifier,
+                            log_fields={
+                                "mapping": source.mapping.name,
+                                "partition": self.key,
+                                "first": int(records[0].sequence_number),
+                                "last": int(records[-1].sequence_number),
+                            },
+                        )
+                        used = process.record_result(result.outcome, result.result)
+                        source.status.last_processing_result = _processing_result(used)
+                    case Backoff(seconds=seconds):
+                        # Paused while waiting, so the consumer keeps polling and stays in its group.
+                        self.pause("retry backoff")
+                        try:
+                            if await self._sleep_unless_leaving(seconds * random.uniform(0.8, 1.2)):
+                                return False
+                        finally:
+                            self.resume("retry backoff")
+                    case SendToDestination(records=records) as discard:
+                        items = [by_offset[r.sequence_number].item for r in records]
+                        if not await source.failures.send(discard, partition_key=self.key, items=items):
+                            return False
+                    case Checkpoint(after_sequence_number=after):
+                        limit = int(after)
+                        self._complete([e.ticket for e in batch if int(e.item.ref.sequence_number) <= limit])
+                    case Done():
+                        return True
+        finally:
+            source.metrics.in_flight_batches.dec()
+
+    async def _sleep_unless_leaving(self, seconds: float) -> bool:
+        waiters = [
+            asyncio.ensure_future(self.leaving.wait()),
+            asyncio.ensure_future(self.source.stopping.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            return bool(done)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+
+def _processing_result(result: BatchResult) -> str:
+    return "OK" if isinstance(result, BatchSucceeded) else "PROBLEM: Function call failed"
