@@ -414,3 +414,41 @@ async def test_partial_batch_response_with_partition_and_offset_retries_from_the
     await wait_until(lambda: len(calls) >= 2, timeout=30, what="the retry of the failed record")
     assert calls[:2] == [[0, 1, 2, 3], [2, 3]]
     assert poller.metric("poller_invocations_total", mapping="kafka-partial", outcome="partial") == 1
+
+
+async def test_a_record_over_the_payload_cap_goes_to_the_destination_and_the_rest_flows(
+    kafka_bootstrap: str, function_server: FunctionServer, start_poller: StartPoller, tmp_path: Path
+) -> None:
+    """spec §2, §6.4: a record larger than the 6 MB invoke payload is never invoked; it is reported
+    with MaximumPayloadSizeExceeded (responseContext null) and its neighbours are processed."""
+    topic = await create_topic(kafka_bootstrap, 1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=16 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"small-before", partition=0)
+        await producer.send_and_wait(topic, b"x" * (6 * 1024 * 1024 + 1), partition=0)
+        await producer.send_and_wait(topic, b"small-after", partition=0)
+    finally:
+        await producer.stop()
+    failures = tmp_path / "failures.jsonl"
+    mapping = kafka_mapping(
+        "too-big",
+        topic,
+        kafka_bootstrap,
+        function_server.url,
+        DestinationConfig={"OnFailure": {"Destination": f"file://{failures}"}},
+    )
+    await start_poller([mapping], settings=FAST_GROUP)
+    await wait_until(
+        lambda: failures.exists() and failures.read_text().strip(), timeout=60, what="the failure"
+    )
+    await wait_until(lambda: "small-after" in values(function_server), timeout=30, what="the next record")
+    assert values(function_server) == ["small-before", "small-after"]
+    (line,) = failures.read_text().splitlines()
+    record = json.loads(line)
+    assert record["requestContext"]["condition"] == "MaximumPayloadSizeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["responseContext"] is None
+    assert record["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "1"
