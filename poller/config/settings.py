@@ -126,6 +126,9 @@ class StateSettings(_Section):
     """sqlite file, relative to the settings file's directory."""
     table: str = "poller-state"
     """dynamodb table, shared by replicas."""
+    lease_seconds: float = Field(default=10.0, ge=3.0, le=600.0)
+    """dynamodb backend: a replica that stops renewing (a kill -9) loses its shards after this
+    long, as KCL's failoverTimeMillis; leases are renewed every third of it."""
 
 
 class HttpSettings(_Section):

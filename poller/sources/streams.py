@@ -42,6 +42,7 @@ from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus
+from poller.sources.shard_leases import LeaseCoordinator
 from poller.sources.stream_api import (
     AfterSequence,
     AtTimestamp,
@@ -57,6 +58,7 @@ from poller.sources.stream_api import (
 from poller.sources.stream_failures import FailureSender
 from poller.state import CheckpointStore
 from poller.state.base import Checkpoint as StoredCheckpoint
+from poller.state.dynamodb import LeaseLost
 
 REFRESH_SECONDS: Final = 5.0
 """How often the shard list is read again to find children of a reshard."""
@@ -101,6 +103,7 @@ class StreamSource:
         stopping: asyncio.Event,
         refresh_seconds: float = REFRESH_SECONDS,
         read_backoff: Callable[[int], float] = read_backoff_seconds,
+        leases: LeaseCoordinator | None = None,
     ) -> None:
         self.kind: str = mapping.source_kind
         self.mapping = mapping
@@ -112,7 +115,12 @@ class StreamSource:
         self.status = status
         self.clock = clock
         self.stopping = stopping
-        self.refresh_seconds = refresh_seconds
+        self.leases = leases
+        # With leases, the taker runs at every scheduling round: twice per failover time.
+        self.refresh_seconds = (
+            refresh_seconds if leases is None else min(refresh_seconds, leases.failover_seconds / 2)
+        )
+        self.running: dict[str, asyncio.Task[None]] = {}
         self.read_backoff = read_backoff
         self.log = structlog.get_logger(f"poller.{mapping.source_kind}").bind(mapping=mapping.name)
         # Compiled once per mapping; the loader has already refused invalid patterns (spec §7.6).
@@ -149,18 +157,35 @@ class StreamSource:
         self.retention_seconds = await self.api.retention_seconds()
         listed = await self.api.list_shards()
         self.shards = {s.shard_id: s for s in listed}
-        stored = await self.store.all_for(self.mapping.name)
-        finished = {shard for shard, cp in stored.items() if cp.shard_end}
+        leases = self.leases
         first_starts: dict[str, StartAt] = {}
-        if not stored and self.mapping.starting_position == "LATEST":
-            first_starts = await self._anchor_latest(listed, finished)
+        if leases is None:
+            stored = await self.store.all_for(self.mapping.name)
+            finished = {shard for shard, cp in stored.items() if cp.shard_end}
+            if not stored and self.mapping.starting_position == "LATEST":
+                first_starts = await self._anchor_latest(listed, finished)
+        else:
+            finished = set()
+            first = not await leases.read()
+            latest = first and self.mapping.starting_position == "LATEST"
+            await leases.ensure_rows(listed, anchor_at=self.clock.wall() if latest else None)
+            leases.stop_shard = self._stop_shard
         self.status.running()
         self.log.info("mapping_started", shards=len(listed), finished_shards=len(finished))
-        running: dict[str, asyncio.Task[None]] = {}
+        running = self.running
         try:
             async with asyncio.TaskGroup() as group:
+                if leases is not None:
+                    group.create_task(leases.renew_loop(self.stopping))
                 while not self.stopping.is_set():
-                    for shard in ready_to_start(listed, finished=finished, running=running.keys()):
+                    done = finished | leases.finished() if leases is not None else finished
+                    ready = ready_to_start(listed, finished=done, running=running.keys())
+                    if leases is not None:
+                        # Workable: every unfinished shard whose parents are done, running or not.
+                        workable = {s.shard_id for s in ready_to_start(listed, finished=done, running=())}
+                        allowed = await leases.acquire(workable)
+                        ready = [shard for shard in ready if shard.shard_id in allowed]
+                    for shard in ready:
                         start = first_starts.pop(shard.shard_id, None) or await self._start_of(shard.shard_id)
                         if start is None:
                             finished.add(shard.shard_id)
@@ -171,8 +196,29 @@ class StreamSource:
                         )
                     await self._wait_changed(self.refresh_seconds)
                     listed = await self._relist(listed)
+                    if leases is not None and not self.stopping.is_set():
+                        await self._refresh_leases(leases, listed)
         except ExceptionGroup as group_error:
             raise first_error(group_error) from group_error
+        finally:
+            if leases is not None:
+                # Let go at once so peers take over now, not after the failover time.
+                await leases.release_all()
+
+    async def _refresh_leases(self, leases: LeaseCoordinator, listed: list[ShardInfo]) -> None:
+        try:
+            await leases.read()
+            await leases.ensure_rows(listed, anchor_at=None)
+        except (ClientError, BotoCoreError) as exc:
+            self.metrics.poll_errors.inc()
+            self.log.warning("lease_table_read_failed", error=str(exc)[:300])
+
+    async def _stop_shard(self, shard_id: str) -> None:
+        """A lost lease: stop the shard's worker now, before it could checkpoint again."""
+        task = self.running.get(shard_id)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
     async def _anchor_latest(self, listed: Sequence[ShardInfo], finished: set[str]) -> dict[str, StartAt]:
         """LATEST is the tip when the mapping is first enabled: remember that moment per open shard
@@ -208,6 +254,11 @@ class StreamSource:
     async def _run_worker(self, worker: ShardWorker, running: dict[str, asyncio.Task[None]]) -> None:
         try:
             await worker.run()
+            if self.leases is not None and worker.shard_id in worker.finished:
+                await self.leases.release(worker.shard_id)
+        except* LeaseLost as lost:
+            # Another replica holds the shard now; it resumes from the last checkpoint we wrote.
+            self.log.warning("shard_stopped_lease_lost", shard=worker.shard_id, error=str(lost.exceptions[0]))
         finally:
             running.pop(worker.shard_id, None)
             self.ages.pop(worker.shard_id, None)

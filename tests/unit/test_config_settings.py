@@ -44,7 +44,12 @@ def test_defaults_are_the_documented_ones() -> None:
             "session_timeout_ms": 10000,
             "fetch_max_wait_ms": 100,
         },
-        "state": {"backend": "sqlite", "path": Path("var/poller-state.sqlite3"), "table": "poller-state"},
+        "state": {
+            "backend": "sqlite",
+            "path": Path("var/poller-state.sqlite3"),
+            "table": "poller-state",
+            "lease_seconds": 10.0,
+        },
         "http": {"host": "0.0.0.0", "port": 8080},
         "mappings": (Path("mappings"),),
         "log": {"format": "json", "level": "info"},

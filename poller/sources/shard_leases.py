@@ -1,0 +1,272 @@
+"""Shard leases for one stream mapping: which shards this replica may run (ops anchors §3).
+
+The coordinator keeps a lease row for every shard of the stream, takes unowned and expired leases
+up to this replica's fair share and steals at most one at a time from the most loaded replica
+(`poller.core.lease_balance`), renews what it holds on its own task so a slow handler never loses
+a lease, and reports a lost lease at once so the shard stops before it could checkpoint again.
+
+A steal is a handoff: the thief writes itself as owner and the victim as `checkpointOwner`; the
+victim notices on its next renewal, stops the shard, and clears `checkpointOwner`; only then (or
+after the failover time, if the victim is gone) does the thief start reading. So a shard is never
+run by two replicas at once. Checkpoints go through the same conditional writes (`LeaseStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from poller.core.clock import Clock
+from poller.core.lease_balance import ExpiryWatch, LeaseRow, plan_takes
+from poller.core.shard_lineage import ShardInfo
+from poller.observability.metrics import MappingMetrics
+from poller.state.base import Checkpoint
+from poller.state.dynamodb import LeaseItem, LeaseLost, LeaseTable, newer
+
+
+def replica_id() -> str:
+    """Unique per process: host, pid and a random suffix (a restarted pod is a new replica)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class Held:
+    counter: int
+    renewed_at: float
+    ready: bool
+    """False while a stolen lease waits for its previous owner to let go."""
+    taken_at: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sequence_number: str | None = None
+
+
+StopShard = Callable[[str], Awaitable[None]]
+"""Stops a shard's worker and returns once it has stopped (the source's, given at start)."""
+
+
+class LeaseCoordinator:
+    def __init__(
+        self,
+        table: LeaseTable,
+        *,
+        mapping: str,
+        owner: str,
+        failover_seconds: float,
+        clock: Clock,
+        metrics: MappingMetrics,
+    ) -> None:
+        self.table = table
+        self.mapping = mapping
+        self.owner = owner
+        self.failover_seconds = failover_seconds
+        self.clock = clock
+        self.metrics = metrics
+        self.held: dict[str, Held] = {}
+        self.watch = ExpiryWatch()
+        self.items: dict[str, LeaseItem] = {}
+        self.lost: set[str] = set()
+        self.changed = asyncio.Event()
+        self.stop_shard: StopShard | None = None
+        self.log = structlog.get_logger("poller.leases").bind(mapping=mapping, owner=owner)
+        self.takes = 0
+        self.steals = 0
+
+    def _publish_held(self) -> None:
+        self.metrics.family.leases_held.labels(self.mapping).set(len(self.held))
+
+    # -- the table, as this replica sees it ----------------------------------------------------
+
+    async def read(self) -> list[LeaseItem]:
+        items = await self.table.items(self.mapping)
+        self.items = {item.shard_id: item for item in items}
+        self.watch.observe([item.row() for item in items], self.clock.monotonic())
+        return items
+
+    def finished(self) -> set[str]:
+        return {shard for shard, item in self.items.items() if item.finished}
+
+    async def ensure_rows(self, shards: Sequence[ShardInfo], *, anchor_at: float | None) -> None:
+        """A row for every listed shard; `anchor_at` marks open shards of a first LATEST start."""
+        for shard in shards:
+            if shard.shard_id in self.items:
+                continue
+            if anchor_at is not None and shard.closed:
+                # A first LATEST start skips closed shards: all their records predate it.
+                await self.table.create(self.mapping, shard.shard_id, shard.parent_ids, finished=True)
+                continue
+            await self.table.create(self.mapping, shard.shard_id, shard.parent_ids, enabled_at=anchor_at)
+        await self.read()
+
+    # -- taking --------------------------------------------------------------------------------
+
+    async def acquire(self, eligible: set[str]) -> set[str]:
+        """Take what this replica's share calls for; returns the held shards that may run now."""
+        now = self.clock.monotonic()
+        rows = [item.row() for item in self.items.values()]
+        plan = plan_takes(
+            rows,
+            me=self.owner,
+            watch=self.watch,
+            now=now,
+            failover_seconds=self.failover_seconds,
+            eligible=eligible,
+        )
+        for row in plan.take:
+            await self._take(row, steal=False)
+        if plan.steal is not None:
+            await self._take(plan.steal, steal=True)
+        for shard, held in self.held.items():
+            if not held.ready:
+                item = self.items.get(shard)
+                handed_over = item is not None and item.handoff_from is None
+                if handed_over or now - held.taken_at > self.failover_seconds:
+                    held.ready = True
+        self._publish_held()
+        return {shard for shard, held in self.held.items() if held.ready}
+
+    async def _take(self, row: LeaseRow, *, steal: bool) -> None:
+        try:
+            counter = await self.table.take(row, self.mapping, self.owner, steal=steal)
+        except LeaseLost:
+            return  # someone else was quicker; the next round sees it
+        now = self.clock.monotonic()
+        stolen = steal and row.owner is not None
+        item = self.items.get(row.shard_id)
+        self.held[row.shard_id] = Held(
+            counter=counter,
+            renewed_at=now,
+            ready=not stolen,
+            taken_at=now,
+            sequence_number=item.sequence_number if item is not None else None,
+        )
+        if stolen:
+            self.steals += 1
+        else:
+            self.takes += 1
+        self.log.info("lease_taken", shard=row.shard_id, steal=stolen, previous_owner=row.owner)
+
+    # -- holding -------------------------------------------------------------------------------
+
+    async def renew_loop(self, stopping: asyncio.Event) -> None:
+        """Renew every held lease every failover/3, on this task only (never on the batch path)."""
+        interval = self.failover_seconds / 3
+        while not stopping.is_set():
+            for shard in list(self.held):
+                await self._renew(shard)
+            try:
+                async with asyncio.timeout(interval):
+                    await stopping.wait()
+            except TimeoutError:
+                pass
+
+    async def _renew(self, shard: str) -> None:
+        held = self.held.get(shard)
+        if held is None:
+            return
+        async with held.lock:
+            try:
+                held.counter = await self.table.renew(self.mapping, shard, self.owner, held.counter)
+                held.renewed_at = self.clock.monotonic()
+                return
+            except LeaseLost:
+                pass
+            except (ClientError, BotoCoreError) as exc:
+                # Could not reach the table: keep running only while the lease surely has not expired
+                # for the others (they wait the whole failover time before taking it).
+                self.log.warning("lease_renew_failed", shard=shard, error=str(exc)[:200])
+                if self.clock.monotonic() - held.renewed_at < self.failover_seconds * 0.6:
+                    return
+        await self._lose(shard)
+
+    async def _lose(self, shard: str) -> None:
+        held = self.held.pop(shard, None)
+        if held is None:
+            return
+        self.log.warning("lease_lost", shard=shard)
+        if self.stop_shard is not None:
+            await self.stop_shard(shard)
+        self._publish_held()
+        # If the lease was stolen from us, say we have stopped so the thief may start now.
+        try:
+            item = await self.table.item(self.mapping, shard)
+            if item is not None and item.handoff_from == self.owner:
+                await self.table.let_go(self.mapping, shard, self.owner, item.counter)
+        except (LeaseLost, ClientError, BotoCoreError) as exc:
+            self.log.info("lease_handoff_not_acknowledged", shard=shard, error=str(exc)[:200])
+        self.changed.set()
+
+    async def checkpoint(self, shard: str, sequence_number: str | None, shard_end: bool) -> None:
+        """Write a checkpoint under the lease; raises LeaseLost (and stops the shard) if lost."""
+        held = self.held.get(shard)
+        if held is None:
+            raise LeaseLost(f"{self.mapping}/{shard}: not held by {self.owner}")
+        async with held.lock:
+            if not shard_end and not newer(sequence_number, held.sequence_number):
+                return
+            try:
+                held.counter = await self.table.checkpoint(
+                    self.mapping, shard, self.owner, held.counter, sequence_number, shard_end
+                )
+                held.sequence_number = sequence_number or held.sequence_number
+                held.renewed_at = self.clock.monotonic()
+            except LeaseLost:
+                self.held.pop(shard, None)
+                self.changed.set()
+                raise
+
+    async def release(self, shard: str) -> None:
+        held = self.held.pop(shard, None)
+        if held is None:
+            return
+        async with held.lock:
+            try:
+                await self.table.release(self.mapping, shard, self.owner, held.counter)
+                self.log.info("lease_released", shard=shard)
+            except (LeaseLost, ClientError, BotoCoreError) as exc:
+                self.log.info("lease_release_failed", shard=shard, error=str(exc)[:200])
+        self._publish_held()
+
+    async def release_all(self) -> None:
+        for shard in list(self.held):
+            await self.release(shard)
+
+
+class LeaseStore:
+    """The `CheckpointStore` a stream source writes through in lease mode: reads from the table,
+    writes only under a held lease."""
+
+    def __init__(self, coordinator: LeaseCoordinator) -> None:
+        self.coordinator = coordinator
+
+    async def get(self, mapping: str, shard_id: str) -> Checkpoint | None:
+        item = await self.coordinator.table.item(mapping, shard_id)
+        if item is None:
+            return None
+        if item.finished or item.sequence_number is not None:
+            return item.as_checkpoint()
+        if item.enabled_at is not None:
+            # The LATEST anchor: nothing processed yet, resume from when the mapping was enabled.
+            return Checkpoint(mapping, shard_id, None, False, item.enabled_at)
+        return None
+
+    async def all_for(self, mapping: str) -> dict[str, Checkpoint]:
+        items = await self.coordinator.table.items(mapping)
+        return {i.shard_id: i.as_checkpoint() for i in items if i.finished or i.sequence_number is not None}
+
+    async def put(self, checkpoint: Checkpoint) -> None:
+        await self.coordinator.checkpoint(
+            checkpoint.shard_id, checkpoint.sequence_number, checkpoint.shard_end
+        )
+
+    async def delete_mapping(self, mapping: str) -> int:
+        return await self.coordinator.table.delete_mapping(mapping)
+
+    async def aclose(self) -> None:
+        return None
