@@ -197,7 +197,7 @@ class LeaseCoordinator:
         try:
             item = await self.table.item(self.mapping, shard)
             if item is not None and item.handoff_from == self.owner:
-                await self.table.let_go(self.mapping, shard, self.owner, item.counter)
+                await self.table.let_go(self.mapping, shard, self.owner)
         except (LeaseLost, ClientError, BotoCoreError) as exc:
             self.log.info("lease_handoff_not_acknowledged", shard=shard, error=str(exc)[:200])
         self.changed.set()

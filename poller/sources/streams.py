@@ -261,6 +261,9 @@ class StreamSource:
             self.log.warning("shard_stopped_lease_lost", shard=worker.shard_id, error=str(lost.exceptions[0]))
         finally:
             running.pop(worker.shard_id, None)
+            if worker.shard_id not in worker.finished:
+                # No longer read here (stopped, or its lease moved): /status lists what this replica reads.
+                self.status.positions.pop(worker.shard_id, None)
             self.ages.pop(worker.shard_id, None)
             self._publish_age()
             self.changed.set()

@@ -277,16 +277,24 @@ class LeaseTable:
             **{":me": {"S": owner}},
         )
 
-    async def let_go(self, mapping: str, shard_id: str, previous_owner: str, counter: int) -> int:
-        """The previous owner of a stolen lease says it has stopped: the new owner may start."""
-        return await self._update(
-            mapping,
-            shard_id,
-            counter,
-            "REMOVE checkpointOwner SET",
-            condition="leaseCounter = :seen AND checkpointOwner = :previous",
-            **{":previous": {"S": previous_owner}},
-        )
+    async def let_go(self, mapping: str, shard_id: str, previous_owner: str) -> None:
+        """The previous owner of a stolen lease says it has stopped: the new owner may start.
+
+        It leaves the counter alone: the lease is the new owner's, whose next renewal is
+        conditional on the counter it wrote when it took the lease.
+        """
+        try:
+            await self.client.update_item(
+                TableName=self.table,
+                Key=_key(mapping, shard_id),
+                UpdateExpression="REMOVE checkpointOwner",
+                ConditionExpression="checkpointOwner = :previous",
+                ExpressionAttributeValues={":previous": {"S": previous_owner}},
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                raise LeaseLost(f"{mapping}/{shard_id}: not handed over by {previous_owner}") from exc
+            raise
 
     async def delete_mapping(self, mapping: str) -> int:
         items = await self.items(mapping)

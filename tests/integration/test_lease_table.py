@@ -45,7 +45,9 @@ async def test_take_renew_checkpoint_release_and_fencing(table: LeaseTable) -> N
     item = await table.item("m", "shard-0")
     assert item is not None
     assert (item.owner, item.handoff_from, item.sequence_number) == ("b", "a", "42")
-    stolen = await table.let_go("m", "shard-0", "a", stolen)
+    await table.let_go("m", "shard-0", "a")
+    with pytest.raises(LeaseLost):
+        await table.let_go("m", "shard-0", "a")  # only once, and only by the one asked
     item = await table.item("m", "shard-0")
     assert item is not None
     assert item.handoff_from is None
