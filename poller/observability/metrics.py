@@ -14,9 +14,11 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 INVOKE_OUTCOMES: Final = ("success", "partial", "error", "timeout", "throttled")
+LEASE_TAKE_KINDS: Final = ("take", "steal")
 MAPPING_STATES: Final = ("Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting")
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 BATCH_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+RELOAD_RESULTS: Final = ("success", "failure")
 
 
 class Metrics:
@@ -71,10 +73,37 @@ class Metrics:
         self.buffered_records = gauge("buffered_records", "Records received and not yet invoked")
         self.in_flight_batches = gauge("in_flight_batches", "Batches being invoked now")
         self.leases_held = gauge("leases_held", "Shard leases this replica holds")
+        self.lease_takes = counter(
+            "lease_takes_total",
+            "Shard leases taken by this replica: free or expired (take) or from a busier replica (steal)",
+            (*m, "kind"),
+        )
         self.mapping_state = gauge("mapping_state", "1 for the mapping's current State", (*m, "state"))
+        # Service-wide, so no `mapping` label (ops anchors §7.4, §8.5: alert on last_reload_success == 0).
+        self.config_reloads = counter(
+            "config_reloads_total", "Reloads of the mapping definitions (file change or SIGHUP)", ("result",)
+        )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)
+        self.config_last_reload_success = gauge(
+            "config_last_reload_success",
+            "1 if the last load of the mappings had no error; 0 while the last good set runs instead",
+            (),
+        )
+        self.config_last_reload_success_time = gauge(
+            "config_last_reload_success_timestamp_seconds", "When the mappings last loaded without error", ()
+        )
 
     def for_mapping(self, mapping: str) -> MappingMetrics:
         return MappingMetrics(self, mapping)
+
+    def config_loaded(self, *, ok: bool, at: float, reload: bool = True) -> None:
+        """Record a load of the mappings: at start-up (`reload=False`, not counted) or a reload."""
+        if reload:
+            self.config_reloads.labels("success" if ok else "failure").inc()
+        self.config_last_reload_success.set(1 if ok else 0)
+        if ok:
+            self.config_last_reload_success_time.set(at)
 
     def forget(self, mapping: str) -> None:
         """Drop a removed mapping's series so /metrics does not report ghosts."""
@@ -104,6 +133,19 @@ class Metrics:
         for state in MAPPING_STATES:
             with suppress(KeyError):
                 self.mapping_state.remove(mapping, state)
+        for kind in LEASE_TAKE_KINDS:
+            with suppress(KeyError):
+                self.lease_takes.remove(mapping, kind)
+        # Drop reasons are whatever the sources reported; find this mapping's from the samples.
+        reasons = {
+            sample.labels["reason"]
+            for family in self.records_dropped.collect()
+            for sample in family.samples
+            if sample.labels.get("mapping") == mapping and "reason" in sample.labels
+        }
+        for reason in reasons:
+            with suppress(KeyError):
+                self.records_dropped.remove(mapping, reason)
 
 
 class MappingMetrics:
@@ -128,6 +170,8 @@ class MappingMetrics:
         self.iterator_age = f.iterator_age.labels(name)
         self.offset_lag = f.offset_lag.labels(name)
         self.in_flight_batches = f.in_flight_batches.labels(name)
+        self.leases_held = f.leases_held.labels(name)
+        self.lease_takes = {k: f.lease_takes.labels(name, k) for k in LEASE_TAKE_KINDS}
         self.invocations = {o: f.invocations.labels(name, o) for o in INVOKE_OUTCOMES}
 
     def set_state(self, state: str) -> None:

@@ -4,12 +4,18 @@ Everything is built here and passed down; nothing below reads configuration or b
 on its own. Shutdown is two-phase (ops anchors §7.2): on SIGTERM readiness flips, every source
 stops polling and finishes its in-flight batches within `shutdown.drain_seconds`; whatever is
 still running then is cancelled and hands back what it holds; the process exits 0.
+
+The supervisors run in one task group that stays open for the life of the service, so a hot
+reload (`runtime/reload.py`: a change of the mapping files, or SIGHUP) can drain some and start
+others while the rest run on untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -19,19 +25,21 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
+from poller.config.loader import load_mappings, load_settings
 from poller.core.clock import Clock, SystemClock
 from poller.core.kafka_event import KafkaEventShape
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
 from poller.destinations.kafka import KafkaProducers, RoundRobinNullKeys
-from poller.errors import ConfigError
 from poller.observability.metrics import Metrics
 from poller.runtime.clients import open_dynamodb_streams_client, open_kinesis_client, open_sqs_client
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
 from poller.runtime.kafka_clients import build_consumer, connection_options
+from poller.runtime.reload import Reloader
+from poller.runtime.state_backends import StateBackend
 from poller.runtime.status import MappingStatus, ServiceStatus
-from poller.runtime.supervisor import MappingSupervisor, SourceFactory
+from poller.runtime.supervisor import MappingSupervisor, SourceFactory, SupervisorPool
 from poller.sources.base import Source
 from poller.sources.dynamodb_streams import DynamoDbStreamsApi
 from poller.sources.kafka import KafkaSource
@@ -41,7 +49,6 @@ from poller.sources.sqs import MAX_RECEIVERS, SqsSource
 from poller.sources.stream_api import StreamApi
 from poller.sources.stream_failures import FailureSender
 from poller.sources.streams import StreamSource
-from poller.state import CheckpointStore, SqliteCheckpointStore
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target, reported_function_arn
 
@@ -55,12 +62,22 @@ class Service:
     clock: Clock = field(default_factory=SystemClock)
     session: AioSession = field(default_factory=get_session)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    """What `POLLER_*` overrides a reload of the settings file sees."""
+    watch_interval_seconds: float = 1.0
+    """How often the mapping files are checked for changes (hot reload)."""
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
         self.status = ServiceStatus()
-        self.store: CheckpointStore | None = None
+        self.state: StateBackend | None = None
+        self._state_lock = asyncio.Lock()
+        self._stack: AsyncExitStack | None = None
         self.kafka_producers: KafkaProducers | None = None
+        self.running: dict[str, ResolvedMapping] = {}
+        """The mappings in effect by Name (enabled or not): the last good set."""
+        self.pool: SupervisorPool | None = None
+        self.reloader: Reloader | None = None
 
     @property
     def settings(self) -> Settings:
@@ -126,12 +143,10 @@ class Service:
         aws = self.settings.aws
 
         async def open_source(stack: AsyncExitStack) -> Source:
-            store = self.store
-            if store is None:
-                raise ConfigError(
-                    f"state.backend '{self.settings.state.backend}' is not available yet; "
-                    "use the sqlite backend for Kinesis and DynamoDB Streams mappings"
-                )
+            backend = await self._state_backend()
+            store, leases = backend.for_mapping(
+                mapping.name, clock=self.clock, metrics=status.metrics, status=status
+            )
             target = await self._open_target(mapping, stack)
             metrics = status.metrics
             invoker = Invoker(
@@ -186,6 +201,7 @@ class Service:
                 status=status,
                 clock=self.clock,
                 stopping=stopping,
+                leases=leases,
             )
 
         return open_source
@@ -254,6 +270,11 @@ class Service:
             self.kafka_producers = KafkaProducers(factory=new_producer)
         return self.kafka_producers
 
+    def request_reload(self) -> None:
+        """Reload the mappings now (SIGHUP), as a change of their files would."""
+        if self.reloader is not None:
+            self.reloader.request()
+
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         settings = self.settings
         async with AsyncExitStack() as stack:
@@ -263,69 +284,104 @@ class Service:
             stack.push_async_callback(runner.cleanup)
             if install_signal_handlers:
                 loop = asyncio.get_running_loop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, self.request_stop)
+                for sig, handler in (
+                    (signal.SIGTERM, self.request_stop),
+                    (signal.SIGINT, self.request_stop),
+                    (signal.SIGHUP, self.request_reload),
+                ):
+                    loop.add_signal_handler(sig, handler)
                     stack.callback(loop.remove_signal_handler, sig)
-            await self._open_store(stack)
+            self._stack = stack
             stack.push_async_callback(self._close_producers)
-            supervisors: list[MappingSupervisor] = []
-            for mapping in self.loaded.mappings:
-                streams = isinstance(mapping, StreamMapping | KafkaMapping)
-                status = MappingStatus(
-                    name=mapping.name,
-                    source_kind=mapping.source_kind,
-                    event_source=mapping.event_source_arn,
-                    function_name=mapping.function_name,
-                    metrics=self.metrics.for_mapping(mapping.name),
-                    # spec §1.2, §1.5: what AWS reports for stream mappings.
-                    user_reason="User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED",
-                    last_processing_result="No records processed" if streams else None,
-                )
-                self.status.mappings[mapping.name] = status
-                if not mapping.enabled:
-                    status.transition("Disabled")
-                    continue
-                supervisors.append(
-                    MappingSupervisor(mapping.name, self._source_factory(mapping, status), status)
-                )
-            self.status.started = True
-            log.info(
-                "service_started",
-                mappings=len(self.loaded.mappings),
-                http=f"{settings.http.host}:{settings.http.port}",
-            )
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(s.run(), name=f"mapping:{s.name}") for s in supervisors]
-                group.create_task(self._drain_when_asked(supervisors, tasks))
+                self.pool = SupervisorPool(group)
+                self.reloader = Reloader(
+                    load=self._load_again,
+                    running=self.running,
+                    start=self._start_mapping,
+                    pool=self.pool,
+                    status=self.status,
+                    metrics=self.metrics,
+                    settings=settings,
+                    settings_file=self.loaded.settings_file,
+                    base_dir=self.loaded.base_dir,
+                    clock=self.clock,
+                    stopping=self.stop_requested,
+                    interval_seconds=self.watch_interval_seconds,
+                )
+                self.reloader.record_startup(self.loaded.problems)
+                await self.reloader.prime()
+                for mapping in self.loaded.mappings:
+                    self._start_mapping(mapping)
+                self.status.started = True
+                log.info(
+                    "service_started",
+                    mappings=len(self.loaded.mappings),
+                    http=f"{settings.http.host}:{settings.http.port}",
+                )
+                watcher = group.create_task(self.reloader.watch(), name="mappings-watch")
+                await self.stop_requested.wait()
+                await self._drain(self.pool)
+                watcher.cancel()
             log.info("service_stopped")
         return 0
+
+    def _start_mapping(self, mapping: ResolvedMapping) -> None:
+        """Register a mapping's status and, if it is enabled, start its supervisor."""
+        assert self.pool is not None, "the service is not running"
+        streams = isinstance(mapping, StreamMapping | KafkaMapping)
+        status = MappingStatus(
+            name=mapping.name,
+            source_kind=mapping.source_kind,
+            event_source=mapping.event_source_arn,
+            function_name=mapping.function_name,
+            metrics=self.metrics.for_mapping(mapping.name),
+            # spec §1.2, §1.5: what AWS reports for stream mappings.
+            user_reason="User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED",
+            last_processing_result="No records processed" if streams else None,
+        )
+        self.status.mappings[mapping.name] = status
+        self.running[mapping.name] = mapping
+        if not mapping.enabled:
+            status.transition("Disabled")
+            return
+        self.pool.start(MappingSupervisor(mapping.name, self._source_factory(mapping, status), status))
+
+    def _load_again(self) -> LoadedConfig:
+        """Settings and mappings as the files say now, for a hot reload (runs in a thread).
+
+        Kafka mappings that name no servers still get the running `kafka.bootstrap_servers`:
+        settings other than `mappings` change only with a restart.
+        """
+        loaded = self.loaded
+        settings, problems = load_settings(loaded.settings_file, self.environ)
+        if any(p.severity == "error" for p in problems):
+            return LoadedConfig(settings, loaded.settings_file, loaded.base_dir, (), tuple(problems))
+        mappings, mapping_problems = load_mappings(
+            settings.mappings, loaded.base_dir, kafka_bootstrap_servers=self.settings.kafka.bootstrap_servers
+        )
+        return LoadedConfig(
+            settings, loaded.settings_file, loaded.base_dir, tuple(mappings), (*problems, *mapping_problems)
+        )
 
     async def _close_producers(self) -> None:
         if self.kafka_producers is not None:
             await self.kafka_producers.aclose()
 
-    async def _open_store(self, stack: AsyncExitStack) -> None:
-        """The checkpoint store, opened once for every stream mapping (DESIGN §1.3)."""
-        state = self.settings.state
-        if state.backend != "sqlite" or not any(isinstance(m, StreamMapping) for m in self.loaded.mappings):
-            return
-        path = state.path if state.path.is_absolute() else self.loaded.base_dir / state.path
-        store = await SqliteCheckpointStore.open(path)
-        stack.push_async_callback(store.aclose)
-        self.store = store
-        log.info("checkpoint_store_opened", backend="sqlite", path=str(path))
+    async def _state_backend(self) -> StateBackend:
+        """The state backend (DESIGN §1.3), opened when the first stream mapping needs it and kept
+        for the life of the service; a failure to open it fails that mapping, which retries."""
+        async with self._state_lock:
+            if self.state is None:
+                assert self._stack is not None, "the service is not running"
+                self.state = await StateBackend.open(
+                    self.settings, self.loaded.base_dir, self.session, self._stack
+                )
+            return self.state
 
-    async def _drain_when_asked(
-        self, supervisors: list[MappingSupervisor], tasks: list[asyncio.Task[None]]
-    ) -> None:
-        await self.stop_requested.wait()
+    async def _drain(self, pool: SupervisorPool) -> None:
         budget = self.settings.shutdown.drain_seconds
         self.status.draining = True
-        log.info("drain_started", budget_s=budget, mappings=len(supervisors))
-        await asyncio.gather(*(s.stop() for s in supervisors))
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=budget)
-        for task in pending:
-            task.cancel()
-        log.info("drain_finished", abandoned_mappings=len(pending))
+        log.info("drain_started", budget_s=budget, mappings=len(pool.active) + len(pool.leaving))
+        abandoned = await pool.drain_all(budget)
+        log.info("drain_finished", abandoned_mappings=abandoned)

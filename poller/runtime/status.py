@@ -2,7 +2,8 @@
 
 States are Lambda's (spec §1.5). A mapping that cannot start stays `Creating` (or goes back to
 `Enabling` after a crash) with the reason in `StateTransitionReason`, so "not Enabled" is the one
-signal to alert on.
+signal to alert on. While a hot reload drains a mapping it is `Deleting` (removed) or `Updating`
+(changed, about to start again); the last load of the mapping files is under `reload`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class MappingStatus:
     settled: bool = False
     """True once the mapping has polled or failed its first start: what /readyz waits for."""
     positions: dict[str, Any] = field(default_factory=dict)
+    leases: dict[str, Any] | None = None
+    """dynamodb state backend: this replica's id and the shard leases it holds."""
 
     def __post_init__(self) -> None:
         self.state_transition_reason = self.state_transition_reason or self.user_reason
@@ -58,6 +61,40 @@ class MappingStatus:
             "StateTransitionReason": self.state_transition_reason,
             "LastProcessingResult": self.last_processing_result,
             "Positions": self.positions,
+            **({"Leases": self.leases} if self.leases is not None else {}),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    """The last load of the mapping files: at start-up, on a file change (`watch`) or on SIGHUP."""
+
+    ok: bool
+    """False if any file had an error: at start-up the valid mappings run, on a reload the last
+    good set keeps running unchanged."""
+    trigger: str
+    at: str
+    """ISO 8601, UTC."""
+    problems: tuple[str, ...] = ()
+    """Each as `poller validate` prints it (`file:line: Mapping 'name': field: message`)."""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    restart_required: tuple[str, ...] = ()
+    """Settings sections that changed but apply only after a restart."""
+    last_success_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "trigger": self.trigger,
+            "at": self.at,
+            "problems": list(self.problems),
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": list(self.changed),
+            "restart_required": list(self.restart_required),
+            "last_success_at": self.last_success_at,
         }
 
 
@@ -66,15 +103,22 @@ class ServiceStatus:
     mappings: dict[str, MappingStatus] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
+    reload: ReloadStatus | None = None
+    startup_complete: bool = False
+    """Latched: once start-up is complete, a mapping added by a hot reload does not make the
+    service unready again (/readyz is about start-up and draining, DESIGN §1.6)."""
 
     def ready(self) -> bool:
         if self.draining or not self.started:
             return False
-        return all(s.settled for s in self.mappings.values() if s.state != "Disabled")
+        if not self.startup_complete:
+            self.startup_complete = all(s.settled for s in self.mappings.values() if s.state != "Disabled")
+        return self.startup_complete
 
     def as_json(self) -> dict[str, Any]:
         return {
             "ready": self.ready(),
             "draining": self.draining,
+            "reload": None if self.reload is None else self.reload.as_json(),
             "mappings": [s.as_json() for s in self.mappings.values()],
         }

