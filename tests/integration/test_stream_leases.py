@@ -87,3 +87,35 @@ async def test_replicas_share_shards_take_over_after_crash_and_release_on_sigter
     assert set(counts) == {f"w{w}-{i}" for w in range(1, 5) for i in range(60)}
     # Duplicates only from batches in flight when a shard moved (at most one batch of 10 per shard).
     assert sum(n - 1 for n in counts.values()) <= 6 * 10
+
+
+async def test_children_start_only_after_the_parent_finished_on_another_replica(
+    make_stream: Any, kinesis: Any, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """spec §5.2 resharding across replicas: a child's lease is taken only once its parent's lease
+    says SHARD_END, whichever replica read the parent."""
+    stream = make_stream(shards=1)
+    put_kinesis(kinesis, stream, [(f"key-{i % 4}", f"parent-{i}".encode()) for i in range(12)])
+    (parent,) = kinesis.list_shards(StreamName=stream.name)["Shards"]
+    kinesis.split_shard(
+        StreamName=stream.name, ShardToSplit=parent["ShardId"], NewStartingHashKey=str(2**127)
+    )
+    put_kinesis(kinesis, stream, [(f"key-{i % 4}", f"child-{i}".encode()) for i in range(12)])
+    settings = {
+        "state": {
+            "backend": "dynamodb",
+            "table": f"leases-{uuid.uuid4().hex[:8]}",
+            "lease_seconds": LEASE_SECONDS,
+        }
+    }
+    mapping = stream_mapping("shared", stream.arn, function_server.url, BatchSize=3)
+    first = await start_poller([mapping], settings=settings)
+    second = await start_poller([mapping], settings=settings)
+    await wait_until(lambda: len(function_server.records) >= 24, timeout=60, what="parent and child records")
+    seen = data_of(function_server)
+    assert sorted(seen) == sorted([f"parent-{i}" for i in range(12)] + [f"child-{i}" for i in range(12)])
+    last_parent = max(i for i, d in enumerate(seen) if d.startswith("parent"))
+    first_child = min(i for i, d in enumerate(seen) if d.startswith("child"))
+    assert last_parent < first_child
+    # Both children are leased (by either replica) once the parent is done; the parent is not.
+    await wait_until(lambda: held(first) + held(second) == 2, timeout=30, what="children leased")
