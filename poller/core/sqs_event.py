@@ -27,6 +27,8 @@ class SqsMessage:
     group_id: str | None
     record: bytes
     """The record's JSON, exactly as it appears in the event's `Records` list."""
+    receive_count: int = 1
+    """ApproximateReceiveCount: above 1, this delivery retries an earlier failed one."""
 
     @property
     def size(self) -> int:
@@ -93,7 +95,15 @@ def from_record(record: Mapping[str, Any]) -> SqsMessage:
         receipt_handle=record["receiptHandle"],
         group_id=record["attributes"].get("MessageGroupId"),
         record=orjson.dumps(record),
+        receive_count=_receive_count(record["attributes"].get("ApproximateReceiveCount")),
     )
+
+
+def _receive_count(value: object) -> int:
+    try:
+        return max(int(str(value)), 1)
+    except ValueError:
+        return 1
 
 
 def encode_event(messages: Sequence[SqsMessage]) -> bytes:

@@ -305,10 +305,12 @@ class SqsSource:
             "last": ids[-1],
         }
         failed_groups: set[str] = set()
+        # The queue retries: a batch with a redelivered message (ApproximateReceiveCount > 1) is a
+        # retry of a failed one; re-invokes after a throttle keep the number (they are not attempts).
+        attempt = max(m.receive_count for m in batch)
+        throttles = 0
         try:
-            attempt = 0
             while True:
-                attempt += 1
                 result = (
                     await self.invoker.invoke(
                         payload, ids, attempt=attempt, log_fields=fields, batch_id=batch_id
@@ -324,7 +326,8 @@ class SqsSource:
                     case BatchFailed():
                         failed_groups = set(groups)
                     case BatchNotInvoked(outcome=outcome):
-                        if await self._wait_before_reinvoke(batch, attempt, outcome.retry_after_seconds):
+                        throttles += 1
+                        if await self._wait_before_reinvoke(batch, throttles, outcome.retry_after_seconds):
                             continue
                         failed_groups = set(groups)
                 break
@@ -332,7 +335,7 @@ class SqsSource:
             await self._finish(batch, groups, failed_groups)
 
     async def _wait_before_reinvoke(
-        self, batch: list[SqsMessage], attempt: int, retry_after: float | None
+        self, batch: list[SqsMessage], throttles: int, retry_after: float | None
     ) -> bool:
         """After a throttle, back off and try again while the messages are still ours (spec §5.1 item 6).
 
@@ -343,7 +346,7 @@ class SqsSource:
         now = self.clock.monotonic()
         self.scaler.throttled(now)
         delay = (
-            retry_after if retry_after is not None else backoff_seconds(attempt) * random.uniform(0.5, 1.0)
+            retry_after if retry_after is not None else backoff_seconds(throttles) * random.uniform(0.5, 1.0)
         )
         deadline = min(
             (self.held[m.receipt_handle].deadline for m in batch if m.receipt_handle in self.held),
