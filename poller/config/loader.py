@@ -93,6 +93,10 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> tuple[Settin
             return _defaults(), [Problem("Settings file not found.", path)]
         except OSError as exc:
             return _defaults(), [Problem(f"Cannot read settings file: {exc.strerror}", path)]
+        except UnicodeDecodeError as exc:
+            return _defaults(), [
+                Problem(f"Not UTF-8 text (byte {exc.start}): a settings file is UTF-8 YAML.", path)
+            ]
         except YamlError as exc:
             return _defaults(), [Problem(exc.message, path, exc.line)]
         if isinstance(document.value, dict):
@@ -186,6 +190,11 @@ def load_mappings(
             document = parse_yaml(file.read_text(encoding="utf-8"))
         except OSError as exc:
             problems.append(Problem(f"Cannot read mapping file: {exc.strerror}", file))
+            continue
+        except UnicodeDecodeError as exc:
+            problems.append(
+                Problem(f"Not UTF-8 text (byte {exc.start}): a mapping file is UTF-8 YAML.", file)
+            )
             continue
         except YamlError as exc:
             problems.append(Problem(exc.message, file, exc.line))

@@ -6,6 +6,7 @@ one pass, and a bad mapping never stops the good ones from loading (DESIGN §1.2
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,12 @@ from pydantic import ValidationError
 from poller.config.yaml_lines import LineMap
 
 Severity = Literal["error", "warning"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +51,9 @@ class Problem:
         if self.field is not None:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        # One problem, one line: control characters from the file (a name with a newline) are shown
+        # escaped, never acted on.
+        return _CONTROL.sub(_escape, ": ".join(parts))
 
 
 def dotted(path: Sequence[object]) -> str | None:

@@ -63,7 +63,11 @@ class YamlDocument:
 
 def parse_yaml(text: str) -> YamlDocument:
     """Parse exactly one YAML document, raising `YamlError` with a line for anything malformed."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The constructor already checks the characters (a NUL raises here), so it is inside.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise YamlError(f"Invalid YAML: {exc}", None) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -77,15 +81,20 @@ def parse_yaml(text: str) -> YamlDocument:
         raise _yaml_error(exc) from exc
     except yaml.YAMLError as exc:  # unmarked errors (reader errors carry a position, not a mark)
         raise YamlError(f"Invalid YAML: {exc}", None) from exc
+    except RecursionError as exc:
+        raise YamlError("Invalid YAML: nested too deeply.", None) from exc
     finally:
         loader.dispose()
     return YamlDocument(value, LineMap(lines))
 
 
-def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], active: set[int]) -> None:
-    if id(node) in active:  # a recursive alias (`&a [*a]`): its lines are already indexed
+def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int]) -> None:
+    # An aliased node is indexed once, where it is anchored: walking every alias again would let
+    # a few hundred bytes of nested aliases ("billion laughs") take exponential time and memory,
+    # and a recursive alias (`&a [*a]`) would never end.
+    if id(node) in seen:
         return
-    active.add(id(node))
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
@@ -97,13 +106,12 @@ def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], active: se
                 # worse than a refused file.
                 raise YamlError(f"Duplicate key '{key_node.value}' (first on line {lines[key_path]}).", line)
             lines[key_path] = line
-            _index(value_node, key_path, lines, active)
+            _index(value_node, key_path, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for position, item in enumerate(node.value):
             item_path = (*path, position)
             lines[item_path] = item.start_mark.line + 1
-            _index(item, item_path, lines, active)
-    active.discard(id(node))
+            _index(item, item_path, lines, seen)
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError) -> YamlError:

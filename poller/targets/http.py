@@ -66,6 +66,10 @@ def classify_response(
     )
 
 
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+"""Lambda's limit on a synchronous invocation's response; more is Function.ResponseSizeTooLarge."""
+
+
 class HttpTarget:
     kind: str = "http"
 
@@ -92,7 +96,17 @@ class HttpTarget:
                 # A redirect would resend the batch somewhere else (or drop it, on a 303 GET).
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
+                # Lambda caps a synchronous response at 6 MB; read no further than that, so a
+                # target that never stops sending cannot grow our memory (DESIGN §3).
+                body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                if len(body) > MAX_RESPONSE_BYTES:
+                    return FunctionFailed(
+                        error_type="Function.ResponseSizeTooLarge",
+                        error_message=f"Response payload size exceeded maximum allowed payload size "
+                        f"({MAX_RESPONSE_BYTES} bytes).",
+                        status_code=response.status,
+                        request_id=response.headers.get("X-Amz-Request-Id", ""),
+                    )
                 return classify_response(
                     response.status, response.headers, body, timeout_seconds=self._timeout
                 )
