@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -43,14 +44,17 @@ def encode_stream_event(records: Sequence[bytes]) -> bytes:
     return STREAM_EVENT_PREFIX + b",".join(records) + STREAM_EVENT_SUFFIX
 
 
-def epoch_microseconds(value: datetime | float) -> int:
+def epoch_microseconds(value: datetime | float | str) -> int:
     """Whole microseconds since the epoch, computed without floating-point drift.
 
-    botocore hands timestamps over as tz-aware datetimes (tzlocal); a naive one can only come from
-    a test or a hand-built record and is read as UTC rather than as the host's local time. A number
-    is taken to be epoch seconds already (a record that was built before).
+    botocore hands timestamps over as tz-aware datetimes (tzlocal) unless its timestamp parser is
+    switched off, as the stream clients do for speed: then they arrive as the wire's epoch seconds,
+    a number (or its text). A naive datetime can only come from a test or a hand-built record and
+    is read as UTC rather than as the host's local time.
     """
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return (aware - _EPOCH) // _MICROSECOND
+    if isinstance(value, str):
+        return round(Decimal(value) * 1_000_000)
     return round(value * 1_000_000)

@@ -32,7 +32,12 @@ from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
 from poller.destinations.kafka import KafkaProducers, RoundRobinNullKeys
 from poller.observability.metrics import Metrics
-from poller.runtime.clients import open_dynamodb_streams_client, open_kinesis_client, open_sqs_client
+from poller.runtime.clients import (
+    open_dynamodb_streams_client,
+    open_kinesis_client,
+    open_sqs_client,
+    raw_timestamp_session,
+)
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
 from poller.runtime.kafka_clients import build_consumer, connection_options
@@ -71,6 +76,8 @@ class Service:
         self.metrics = Metrics(self.registry)
         self.status = ServiceStatus()
         self.state: StateBackend | None = None
+        self.stream_session = raw_timestamp_session()
+        """Stream readers' clients: timestamps left as epoch seconds (see clients.py)."""
         self._state_lock = asyncio.Lock()
         self._stack: AsyncExitStack | None = None
         self.kafka_producers: KafkaProducers | None = None
@@ -159,7 +166,7 @@ class Service:
             if mapping.source_kind == "kinesis":
                 api = KinesisApi(
                     await open_kinesis_client(
-                        self.session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
+                        self.stream_session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
                     ),
                     stream_name=mapping.stream_name,
                     stream_arn=mapping.event_source_arn,
@@ -169,7 +176,7 @@ class Service:
             else:
                 api = DynamoDbStreamsApi(
                     await open_dynamodb_streams_client(
-                        self.session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
+                        self.stream_session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
                     ),
                     stream_arn=mapping.event_source_arn,
                 )

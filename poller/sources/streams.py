@@ -356,7 +356,9 @@ class ShardWorker:
     async def _read_loop(self) -> bool:
         """Read until the shard ends (True) or stopping (False)."""
         source, api = self.source, self.source.api
-        limit = min(api.max_read_records, source.lane_capacity * len(self.lanes))
+        # As many records per call as the API gives (as Lambda reads): a small Limit caps a shard's
+        # throughput at the API's call rate. The lanes' bounded queues still pause reading.
+        limit = api.max_read_records
         iterator: str | None = None
         failures = 0
         while not source.stopping.is_set():
