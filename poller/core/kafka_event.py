@@ -28,6 +28,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from poller.core.failure_records import iso_millis
+from poller.core.stream_event import compact
 from poller.core.stream_retry_types import StreamRecordRef
 
 SELF_MANAGED_EVENT_SOURCE: Final = "SelfManagedKafka"
@@ -113,8 +114,8 @@ def kafka_record(rec: KafkaRecordInput) -> dict[str, Any]:
 
 
 def serialise_record(record: Mapping[str, Any]) -> bytes:
-    """A record's JSON, exactly as it will appear inside the event."""
-    return orjson.dumps(record)
+    """A record's JSON, exactly as it will appear inside the event (exact-size, see `compact`)."""
+    return compact(orjson.dumps(record))
 
 
 # -- the event -------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from poller.core.stream_event import compact
+
 EVENT_PREFIX = b'{"Records":['
 EVENT_SUFFIX = b"]}"
 EVENT_OVERHEAD = len(EVENT_PREFIX) + len(EVENT_SUFFIX)
@@ -94,7 +96,7 @@ def from_record(record: Mapping[str, Any]) -> SqsMessage:
         message_id=record["messageId"],
         receipt_handle=record["receiptHandle"],
         group_id=record["attributes"].get("MessageGroupId"),
-        record=orjson.dumps(record),
+        record=compact(orjson.dumps(record)),
         receive_count=_receive_count(record["attributes"].get("ApproximateReceiveCount")),
     )
 
