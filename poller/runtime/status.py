@@ -42,6 +42,10 @@ class MappingStatus:
         self.state_transition_reason = reason or self.user_reason
         self.metrics.set_state(state)
 
+    def record_result(self, ok: bool) -> None:
+        """LastProcessingResult after a batch attempt, in Lambda's words (spec §1.5)."""
+        self.last_processing_result = "OK" if ok else "PROBLEM: Function call failed"
+
     def running(self) -> None:
         self.transition("Enabled")
         self.settled = True

@@ -27,6 +27,7 @@ from poller.sources.stream_api import (
     StartAt,
     StreamItem,
     TrimHorizon,
+    error_code,
 )
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 RETENTION_SECONDS = 24 * 3600.0
 """DynamoDB Streams keep records for 24 hours; it is not configurable."""
 _THROTTLED = {"LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException"}
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class DynamoDbStreamsApi:
@@ -53,7 +50,7 @@ class DynamoDbStreamsApi:
         """Per shard: records created before this instant are skipped (the AT_TIMESTAMP stand-in)."""
 
     def _not_found(self, exc: ClientError) -> Exception:
-        if _error_code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return SourceNotFound(f"Stream not found: {self.stream_arn}")
         return exc
 
@@ -96,7 +93,7 @@ class DynamoDbStreamsApi:
         try:
             reply = await self.client.get_shard_iterator(**args)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "TrimmedDataAccessException":
                 raise PositionTrimmed(code) from exc
             if code in _THROTTLED:
@@ -108,7 +105,7 @@ class DynamoDbStreamsApi:
         try:
             reply = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "ExpiredIteratorException":
                 raise IteratorExpired(code) from exc
             if code == "TrimmedDataAccessException":

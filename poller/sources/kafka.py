@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from poller.config import KafkaMapping
-from poller.core.batch_result import BatchResult, BatchSucceeded
+from poller.core.batch_result import BatchSucceeded
 from poller.core.batching import MAX_PAYLOAD_BYTES, BatchBuilder, BatchLimits
 from poller.core.clock import Clock
 from poller.core.filtering import FilterSet, compile_filters, kafka_view
@@ -77,6 +77,20 @@ def kafka_identifier(partition_key: str) -> Callable[[object], str | None]:
     return read
 
 
+def kafka_retry_policy(mapping: KafkaMapping) -> RetryPolicy:
+    """The mapping's error handling; spec §5.3: with infinite retries and an on-failure destination,
+    Lambda caps retries at 10."""
+    retries = mapping.maximum_retry_attempts
+    if retries == -1 and mapping.on_failure_destination is not None:
+        retries = RETRIES_WITH_DESTINATION_CAP
+    return RetryPolicy(
+        maximum_retry_attempts=retries,
+        maximum_record_age_seconds=mapping.maximum_record_age_seconds,
+        bisect_on_function_error=mapping.bisect_batch_on_function_error,
+        report_batch_item_failures=mapping.report_batch_item_failures,
+    )
+
+
 class KafkaSource:
     kind = "kafka"
 
@@ -107,15 +121,7 @@ class KafkaSource:
         self.filters: FilterSet | None = (
             compile_filters(mapping.filter_patterns, source="kafka") if mapping.filter_patterns else None
         )
-        retries = mapping.maximum_retry_attempts
-        if retries == -1 and mapping.on_failure_destination is not None:
-            retries = RETRIES_WITH_DESTINATION_CAP
-        self.policy = RetryPolicy(
-            maximum_retry_attempts=retries,
-            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
-            bisect_on_function_error=mapping.bisect_batch_on_function_error,
-            report_batch_item_failures=mapping.report_batch_item_failures,
-        )
+        self.policy = kafka_retry_policy(mapping)
         self.limits = BatchLimits(
             batch_size=mapping.batch_size,
             window_seconds=mapping.maximum_batching_window_ms / 1000,
@@ -468,7 +474,7 @@ class PartitionWorker:
                             },
                         )
                         used = process.record_result(result.outcome, result.result)
-                        source.status.last_processing_result = _processing_result(used)
+                        source.status.record_result(isinstance(used, BatchSucceeded))
                     case Backoff(seconds=seconds):
                         # Paused while waiting, so the consumer keeps polling and stays in its group.
                         self.pause("retry backoff")
@@ -500,7 +506,3 @@ class PartitionWorker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-
-
-def _processing_result(result: BatchResult) -> str:
-    return "OK" if isinstance(result, BatchSucceeded) else "PROBLEM: Function call failed"

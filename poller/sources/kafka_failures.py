@@ -6,7 +6,6 @@ drop counter. SQS, SNS, S3 and file take one KafkaBatchInfo record per discarded
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -15,17 +14,15 @@ import structlog
 from poller.config import KafkaMapping
 from poller.core.clock import Clock
 from poller.core.failure_records import (
-    FailureContext,
     KafkaBatchInfo,
     KafkaPartitionRange,
     kafka_failure_record,
-    request_id_of,
 )
 from poller.core.kafka_event import KafkaEventShape, KafkaFailedRecord, KafkaItem, kafka_failed_records
 from poller.core.stream_retry import SendToDestination
 from poller.destinations.base import Destination, FailureDelivery, S3KeyParts
 from poller.observability.metrics import MappingMetrics
-from poller.sources.stream_failures import DROP_REASONS, deliver_until_done
+from poller.sources.stream_failures import DROP_REASONS, deliver_until_done, failure_context
 
 
 class RecordsDestination(Protocol):
@@ -76,14 +73,7 @@ class KafkaFailureSender:
             self.log.warning("records_dropped", reason="no on-failure destination", **fields)
             return True
         now = self.clock.wall()
-        context = FailureContext(
-            request_id=request_id_of(decision.last_outcome) or str(uuid.uuid4()),
-            function_arn=self.function_arn,
-            condition=decision.condition,
-            approximate_invoke_count=decision.approximate_invoke_count,
-            outcome=decision.last_outcome,
-            timestamp_epoch_seconds=now,
-        )
+        context = failure_context(decision, function_arn=self.function_arn, now=now)
         event = self.shape.encode(partition_key, [item.encoded for item in items])
         info = KafkaBatchInfo(
             batch_size=len(items),

@@ -27,16 +27,13 @@ from poller.sources.stream_api import (
     StartAt,
     StreamItem,
     TrimHorizon,
+    error_code,
 )
 
 if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
 
 _THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"}
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class KinesisApi:
@@ -60,7 +57,7 @@ class KinesisApi:
         self.invoke_identity_arn = invoke_identity_arn
 
     def _not_found(self, exc: ClientError) -> Exception:
-        if _error_code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             # spec §1.6: what AWS says when the stream does not exist.
             return SourceNotFound(f"Stream not found: {self.stream_arn}")
         return exc
@@ -110,7 +107,7 @@ class KinesisApi:
         try:
             reply = await self.client.get_shard_iterator(**args)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in _THROTTLED:
                 raise ReadThrottled(code) from exc
             if code == "InvalidArgumentException" and isinstance(start, AfterSequence):
@@ -123,7 +120,7 @@ class KinesisApi:
         try:
             reply = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "ExpiredIteratorException":
                 raise IteratorExpired(code) from exc
             if code in _THROTTLED:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
+
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
 
@@ -98,3 +100,8 @@ class StreamApi(Protocol):
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
         """One GetRecords call; raises `IteratorExpired`, `ReadThrottled` or `PositionTrimmed`."""
         ...
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a refused call ("" when the reply has none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))

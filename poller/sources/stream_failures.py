@@ -83,14 +83,7 @@ class FailureSender:
             self.log.warning("records_dropped", reason="no on-failure destination", **fields)
             return True
         now = self.clock.wall()
-        context = FailureContext(
-            request_id=request_id_of(decision.last_outcome) or str(uuid.uuid4()),
-            function_arn=self.function_arn,
-            condition=decision.condition,
-            approximate_invoke_count=decision.approximate_invoke_count,
-            outcome=decision.last_outcome,
-            timestamp_epoch_seconds=now,
-        )
+        context = failure_context(decision, function_arn=self.function_arn, now=now)
         info = StreamBatchInfo.from_records(refs, shard_id=shard_id, stream_arn=self.mapping.event_source_arn)
         build = kinesis_failure_record if self.mapping.source_kind == "kinesis" else dynamodb_failure_record
         delivery = FailureDelivery(
@@ -108,6 +101,18 @@ class FailureSender:
             stopping=self.stopping,
             log=self.log.bind(**fields),
         )
+
+
+def failure_context(decision: SendToDestination, *, function_arn: str, now: float) -> FailureContext:
+    """The requestContext inputs of spec §6.2/§6.4: the last run's request id, or a fresh one."""
+    return FailureContext(
+        request_id=request_id_of(decision.last_outcome) or str(uuid.uuid4()),
+        function_arn=function_arn,
+        condition=decision.condition,
+        approximate_invoke_count=decision.approximate_invoke_count,
+        outcome=decision.last_outcome,
+        timestamp_epoch_seconds=now,
+    )
 
 
 async def deliver_until_done(

@@ -22,7 +22,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.config import StreamMapping
-from poller.core.batch_result import BatchResult, BatchSucceeded
+from poller.core.batch_result import BatchSucceeded
 from poller.core.batching import BatchBuilder, BatchLimits
 from poller.core.clock import Clock
 from poller.core.filtering import FilterSet, compile_filters, record_view
@@ -562,7 +562,7 @@ class Lane:
                             },
                         )
                         used = process.record_result(result.outcome, result.result)
-                        source.status.last_processing_result = _processing_result(used)
+                        source.status.record_result(isinstance(used, BatchSucceeded))
                     case Backoff(seconds=seconds):
                         if await source.sleep_unless_stopping(seconds * random.uniform(0.8, 1.2)):
                             return False
@@ -578,8 +578,3 @@ class Lane:
                         return True
         finally:
             source.metrics.in_flight_batches.dec()
-
-
-def _processing_result(result: BatchResult) -> str:
-    # spec §1.5: Lambda's LastProcessingResult texts; it has no separate one for throttling.
-    return "OK" if isinstance(result, BatchSucceeded) else "PROBLEM: Function call failed"
