@@ -21,6 +21,7 @@ Choices where AWS documents nothing (spec §14 item 6), each in one place below:
 from __future__ import annotations
 
 import base64
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -116,6 +117,107 @@ def kafka_record(rec: KafkaRecordInput) -> dict[str, Any]:
 def serialise_record(record: Mapping[str, Any]) -> bytes:
     """A record's JSON, exactly as it will appear inside the event (exact-size, see `compact`)."""
     return compact(orjson.dumps(record))
+
+
+_TIMESTAMP_TYPES: Final = (b'"CREATE_TIME"', b'"LOG_APPEND_TIME"')
+_NO_HEADERS: Final = b'"headers":[]}'
+
+
+class KafkaRecordEncoder:
+    """The event record JSON of aiokafka `ConsumerRecord`s of one topic, byte for byte what
+    `serialise_record(kafka_record(from_consumer_record(rec)))` gives, formatted directly.
+
+    The hot path of the Kafka source: no intermediate dict or objects per record (the dict costs
+    several times the formatting). Records it cannot format directly (a timestamp that is not an
+    integer) take the dict's way.
+    """
+
+    __slots__ = ("_templates", "_topic")
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+        head = b'{"topic":' + orjson.dumps(topic).replace(b"%", b"%%")
+        head += b',"partition":%d,"offset":%d,"timestamp":%d,"timestampType":%s,'
+        # Indexed by (key is None) * 2 + (value is None); `%s` at the end takes the headers.
+        self._templates = (
+            head + b'"key":"%s","value":"%s",%s',
+            head + b'"key":"%s","value":null,%s',
+            head + b'"value":"%s",%s',
+            head + b'"value":null,%s',
+        )
+
+    def encode(self, rec: Any) -> bytes:
+        key, value, headers = rec.key, rec.value, rec.headers
+        tail = _NO_HEADERS if not headers else _headers_json(headers)
+        head = (
+            rec.partition,
+            rec.offset,
+            rec.timestamp,
+            _TIMESTAMP_TYPES[rec.timestamp_type == LOG_APPEND_TIME_TYPE],
+        )
+        try:
+            if key is None:
+                if value is None:
+                    return self._templates[3] % (*head, tail)
+                return self._templates[2] % (*head, b2a_base64(value, newline=False), tail)
+            if value is None:
+                return self._templates[1] % (*head, b2a_base64(key, newline=False), tail)
+            return self._templates[0] % (
+                *head,
+                b2a_base64(key, newline=False),
+                b2a_base64(value, newline=False),
+                tail,
+            )
+        except TypeError:
+            return serialise_record(kafka_record(from_consumer_record(rec)))
+
+    def encode_many(self, records: Iterable[Any]) -> list[bytes]:
+        """`encode` of each record; the common shape (a value, no headers) inlined, as this runs
+        for every record the source reads."""
+        encode, types = self.encode, _TIMESTAMP_TYPES
+        with_key, without_key = self._templates[0], self._templates[2]
+        out: list[bytes] = []
+        append = out.append
+        for rec in records:
+            value = rec.value
+            if value is None or rec.headers:
+                append(encode(rec))
+                continue
+            key = rec.key
+            kind = types[rec.timestamp_type == LOG_APPEND_TIME_TYPE]
+            try:
+                if key is None:
+                    append(
+                        without_key
+                        % (
+                            rec.partition,
+                            rec.offset,
+                            rec.timestamp,
+                            kind,
+                            b2a_base64(value, newline=False),
+                            _NO_HEADERS,
+                        )
+                    )
+                else:
+                    append(
+                        with_key
+                        % (
+                            rec.partition,
+                            rec.offset,
+                            rec.timestamp,
+                            kind,
+                            b2a_base64(key, newline=False),
+                            b2a_base64(value, newline=False),
+                            _NO_HEADERS,
+                        )
+                    )
+            except TypeError:
+                append(encode(rec))
+        return out
+
+
+def _headers_json(headers: Iterable[tuple[str, bytes | None]]) -> bytes:
+    return b'"headers":' + orjson.dumps([{name: header_bytes(value)} for name, value in headers]) + b"}"
 
 
 # -- the event -------------------------------------------------------------------------------------

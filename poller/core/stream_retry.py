@@ -76,6 +76,7 @@ __all__ = [
     "SendToDestination",
     "StreamBatchProcess",
     "StreamRecordRef",
+    "whole_batch_first",
 ]
 
 
@@ -260,6 +261,29 @@ class StreamBatchProcess:
         self._attempts = 0
         self._throttles = 0
         self._last_outcome = None
+
+
+def whole_batch_first(
+    policy: RetryPolicy,
+    *,
+    now_epoch: float,
+    oldest_arrival_epoch_seconds: float,
+    largest_record_bytes: int,
+    retention_seconds: float | None = None,
+    payload_limit_bytes: int | None = None,
+) -> bool:
+    """Whether a new `StreamBatchProcess` of a batch would first decide `Invoke(every record, 1)`
+    at `now_epoch`: no record past its age limit, none too large to invoke.
+
+    A source may then make that first attempt before building the machine, and build it only if
+    the attempt is not a plain success (feeding it the attempt: `next_decision(now_epoch)` then
+    `record_result`), which keeps per-record objects off the path of every batch that succeeds.
+    """
+    limits = [float(policy.maximum_record_age_seconds)] if policy.maximum_record_age_seconds != -1 else []
+    limits += [retention_seconds] if retention_seconds is not None else []
+    if limits and now_epoch - oldest_arrival_epoch_seconds > min(limits):
+        return False
+    return payload_limit_bytes is None or largest_record_bytes <= payload_limit_bytes
 
 
 def _check_order(records: tuple[StreamRecordRef, ...], end_sequence_number: str | None) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,8 +31,13 @@ from poller.core.batch_result import BatchSucceeded
 from poller.core.batching import MAX_PAYLOAD_BYTES, BatchBuilder, BatchLimits
 from poller.core.clock import Clock
 from poller.core.filtering import FilterSet, compile_filters, kafka_view
-from poller.core.kafka_event import KafkaEventShape, KafkaItem, kafka_item
-from poller.core.shard_progress import ShardProgress
+from poller.core.kafka_event import (
+    KafkaEventShape,
+    KafkaRecordEncoder,
+    from_consumer_record,
+    kafka_item,
+    kafka_record,
+)
 from poller.core.stream_retry import (
     Backoff,
     Checkpoint,
@@ -41,10 +46,12 @@ from poller.core.stream_retry import (
     RetryPolicy,
     SendToDestination,
     StreamBatchProcess,
+    StreamRecordRef,
+    whole_batch_first,
 )
 from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.invoker import Invoker
+from poller.runtime.invoker import Attempt, Invoker
 from poller.runtime.status import MappingStatus
 from poller.sources.kafka_failures import KafkaFailureSender
 
@@ -127,6 +134,8 @@ class KafkaSource:
             window_seconds=mapping.maximum_batching_window_ms / 1000,
             envelope_bytes=self.shape.envelope_bytes,
         )
+        self.payload_limit = MAX_PAYLOAD_BYTES - self.shape.envelope_bytes
+        """The largest record a one-partition event can carry (spec §5.3: larger ones are discarded)."""
         self.capacity = max(2 * mapping.batch_size, PARTITION_CAPACITY_MIN)
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -280,22 +289,64 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.source.assigned(set(assigned))
 
 
+class OffsetIds(Collection[str]):
+    """A batch's item ids (its offsets as strings) for `classify`, which only needs them when the
+    function reports item failures: made on first use, not for every batch."""
+
+    __slots__ = ("_ids", "_records")
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        self._records = records
+        self._ids: frozenset[str] | None = None
+
+    def _set(self) -> frozenset[str]:
+        if self._ids is None:
+            self._ids = frozenset(str(r.offset) for r in self._records)
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._set()
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(r.offset) for r in self._records)
+
+
 @dataclass(slots=True)
-class Pending:
-    item: KafkaItem
-    ticket: int
+class Gathered:
+    """One batch taken from a partition's buffer."""
+
+    records: list[Any]
+    """aiokafka `ConsumerRecord`s in offset order; the ones the filters dropped are not here."""
+    encoded: list[bytes]
+    """Each record's event JSON (`KafkaRecordEncoder`)."""
+    through: int
+    """The last offset taken, filtered records included: the batch's final checkpoint."""
+    size: int
+    """Bytes of the one-partition event, envelope included (an upper bound: `envelope_bytes`)."""
 
 
 class PartitionWorker:
-    """One assigned partition: a bounded buffer and one batch at a time, in offset order."""
+    """One assigned partition: a bounded buffer and one batch at a time, in offset order.
+
+    Records stay aiokafka's `ConsumerRecord`s until a batch is taken; each batch is formatted
+    straight into event JSON, and its first attempt runs before any per-record bookkeeping exists:
+    the retry machine (`StreamBatchProcess`) is built only for a batch whose first attempt is not a
+    plain success (`whole_batch_first`). One batch at a time means the finished prefix of the
+    partition is simply the last finished batch's last offset.
+    """
 
     def __init__(self, source: KafkaSource, tp: TopicPartition) -> None:
         self.source = source
         self.tp = tp
         self.key = f"{tp.topic}-{tp.partition}"
-        self.buffer: deque[Pending] = deque()
+        self.buffer: deque[Any] = deque()
         self.arrived = asyncio.Event()
-        self.progress = ShardProgress()
+        self.encoder = KafkaRecordEncoder(tp.topic)
+        self.finished_offset: int | None = None
+        """Every record up to this offset is done (invoked, sent to the destination or filtered)."""
         self.last_committed: int | None = None
         self.next_offset: int | None = None
         self.leaving = asyncio.Event()
@@ -336,21 +387,14 @@ class PartitionWorker:
         return len(self.buffer)
 
     def add(self, records: Sequence[Any]) -> None:
-        source = self.source
-        metrics = source.metrics
-        filters = source.filters
-        for consumed in records:
-            item = kafka_item(consumed)
-            metrics.records_polled.inc()
-            ticket = self.progress.read(str(consumed.offset))
-            if self.next_offset is None:
-                self.next_offset = consumed.offset
-            if filters is not None and not filters.matches(kafka_view(item.record)):
-                metrics.records_filtered.inc()
-                self._complete([ticket])
-                continue
-            self.buffer.append(Pending(item, ticket))
-            metrics.buffered_records.inc()
+        if not records:
+            return
+        self.buffer.extend(records)
+        metrics = self.source.metrics
+        metrics.records_polled.inc(len(records))
+        metrics.buffered_records.inc(len(records))
+        if self.next_offset is None:
+            self.next_offset = records[0].offset
         self.arrived.set()
 
     def pause(self, reason: str) -> None:
@@ -367,23 +411,20 @@ class PartitionWorker:
 
     # -- progress ------------------------------------------------------------------------------
 
-    def _complete(self, tickets: Sequence[int]) -> None:
-        moved = None
-        for ticket in tickets:
-            moved = self.progress.complete(ticket) or moved
-        if moved is not None:
-            self.next_offset = int(moved) + 1
+    def _finish_through(self, offset: int) -> None:
+        if self.finished_offset is None or offset > self.finished_offset:
+            self.finished_offset = offset
+            self.next_offset = offset + 1
             self.source.commit_wanted.set()
 
     @property
     def commit_offset(self) -> int:
         """Kafka commits the next offset to read: one past the finished prefix."""
-        watermark = self.progress.watermark
-        return -1 if watermark is None else int(watermark) + 1
+        return -1 if self.finished_offset is None else self.finished_offset + 1
 
     @property
     def uncommitted(self) -> bool:
-        return self.progress.watermark is not None and self.commit_offset != self.last_committed
+        return self.finished_offset is not None and self.commit_offset != self.last_committed
 
     def committed(self, offset: OffsetAndMetadata | None) -> None:
         if offset is not None:
@@ -404,32 +445,30 @@ class PartitionWorker:
     async def _run(self) -> None:
         while not self._done():
             batch = await self._gather()
-            if not batch:
+            if batch is None:
+                continue
+            if not batch.records:
+                self._finish_through(batch.through)  # every record taken was filtered out
                 continue
             if not await self._process(batch):
                 return
 
-    async def _gather(self) -> list[Pending]:
+    async def _gather(self) -> Gathered | None:
         """spec §2: Kafka's window opens when the first record arrives (default 500 ms)."""
         source = self.source
         while not self.buffer:
             if self._done():
-                return []
+                return None
             self.arrived.clear()
             await self.arrived.wait()
         clock = source.clock
         builder = BatchBuilder(source.limits, started_at=clock.monotonic())
-        batch: list[Pending] = []
+        batch = Gathered([], [], -1, builder.size)
+        taken = 0
         while True:
-            while self.buffer and builder.full_reason(None) is None:
-                size = self.buffer[0].item.ref.size_bytes
-                if batch and not builder.fits(size):
-                    break
-                entry = self.buffer.popleft()
-                batch.append(entry)
-                builder.add(size)
-            full = builder.full_reason(self.buffer[0].item.ref.size_bytes if self.buffer else None)
-            if full is not None or builder.window_elapsed(clock.monotonic()) or self._done():
+            more, cut = self._take(builder, batch)
+            taken += more
+            if cut or builder.window_elapsed(clock.monotonic()) or self._done():
                 break
             self.arrived.clear()
             try:
@@ -437,63 +476,145 @@ class PartitionWorker:
                     await self.arrived.wait()
             except TimeoutError:
                 break
-        source.metrics.buffered_records.dec(len(batch))
+        source.metrics.buffered_records.dec(taken)
         if self.buffered < source.capacity // 2:
             self.resume("buffer full")
-        return batch
+        batch.size = builder.size
+        return batch if taken else None
 
-    async def _process(self, batch: list[Pending]) -> bool:
+    def _take(self, builder: BatchBuilder, batch: Gathered) -> tuple[int, bool]:
+        """Move what fits from the buffer into `batch`: the records taken off the buffer, and
+        whether the batch is full (BatchSize reached, or the next record would pass 6 MB)."""
+        source = self.source
+        buffer, filters = self.buffer, source.filters
+        batch_size, max_bytes = source.limits.batch_size, source.limits.max_bytes
+        taken = 0
+        while builder.count < batch_size and buffer:
+            chunk = [buffer.popleft() for _ in range(min(batch_size - builder.count, len(buffer)))]
+            taken += len(chunk)
+            batch.through = chunk[-1].offset
+            if filters is not None:
+                chunk = self._matching(chunk, filters)
+            encoded = self.encoder.encode_many(chunk)
+            total = sum(map(len, encoded)) + len(encoded)  # each record and its comma
+            if builder.size + total <= max_bytes:
+                builder.count += len(chunk)
+                builder.size += total
+                batch.records += chunk
+                batch.encoded += encoded
+                continue
+            for i, (record, data) in enumerate(zip(chunk, encoded, strict=True)):
+                if not builder.fits(len(data) + 1):
+                    back = chunk[i:]
+                    buffer.extendleft(reversed(back))
+                    batch.through = record.offset - 1
+                    return taken - len(back), True
+                builder.add(len(data) + 1)
+                batch.records.append(record)
+                batch.encoded.append(data)
+        return taken, builder.count >= batch_size
+
+    def _matching(self, chunk: list[Any], filters: FilterSet) -> list[Any]:
+        """spec §7: the records the mapping's FilterCriteria keep (the rest are done once passed)."""
+        kept = [r for r in chunk if filters.matches(kafka_view(kafka_record(from_consumer_record(r))))]
+        if len(kept) < len(chunk):
+            self.source.metrics.records_filtered.inc(len(chunk) - len(kept))
+        return kept
+
+    async def _process(self, batch: Gathered) -> bool:
         """Drive one batch to the end (spec §5.3 with §5.2's machine); False if abandoned."""
         source = self.source
-        by_offset = {entry.item.ref.sequence_number: entry for entry in batch}
-        process = StreamBatchProcess(
-            [entry.item.ref for entry in batch],
-            source.policy,
-            payload_limit_bytes=MAX_PAYLOAD_BYTES - source.shape.envelope_bytes,
-        )
         source.metrics.in_flight_batches.inc()
         try:
-            while True:
-                match process.next_decision(source.clock.wall()):
-                    case Invoke(records=records, attempt=attempt):
-                        if self._done():
-                            return False
-                        entries = [by_offset[r.sequence_number] for r in records]
-                        payload = source.shape.encode(self.key, [e.item.encoded for e in entries])
-                        result = await source.invoker.invoke(
-                            payload,
-                            [r.sequence_number for r in records],
-                            attempt=attempt,
-                            batch_id=f"{self.key}-{records[0].sequence_number}",
-                            identifier=self.identifier,
-                            log_fields={
-                                "mapping": source.mapping.name,
-                                "partition": self.key,
-                                "first": int(records[0].sequence_number),
-                                "last": int(records[-1].sequence_number),
-                            },
-                        )
-                        used = process.record_result(result.outcome, result.result)
-                        source.status.record_result(isinstance(used, BatchSucceeded))
-                    case Backoff(seconds=seconds):
-                        # Paused while waiting, so the consumer keeps polling and stays in its group.
-                        self.pause("retry backoff")
-                        try:
-                            if await self._sleep_unless_leaving(seconds * random.uniform(0.8, 1.2)):
-                                return False
-                        finally:
-                            self.resume("retry backoff")
-                    case SendToDestination(records=records) as discard:
-                        items = [by_offset[r.sequence_number].item for r in records]
-                        if not await source.failures.send(discard, partition_key=self.key, items=items):
-                            return False
-                    case Checkpoint(after_sequence_number=after):
-                        limit = int(after)
-                        self._complete([e.ticket for e in batch if int(e.item.ref.sequence_number) <= limit])
-                    case Done():
-                        return True
+            now = source.clock.wall()
+            records = batch.records
+            oldest = (
+                min(r.timestamp for r in records) / 1000
+                if source.policy.maximum_record_age_seconds != -1
+                else now
+            )
+            if not whole_batch_first(
+                source.policy,
+                now_epoch=now,
+                oldest_arrival_epoch_seconds=oldest,
+                largest_record_bytes=batch.size - source.shape.envelope_bytes,
+                payload_limit_bytes=source.payload_limit,
+            ):
+                return await self._retry(batch, now, None)
+            if self._done():
+                return False
+            first = await self._invoke(records, batch.encoded, attempt=1)
+            if not isinstance(first.result, BatchSucceeded):
+                return await self._retry(batch, now, first)
+            source.status.record_result(True)
+            self._finish_through(batch.through)
+            return True
         finally:
             source.metrics.in_flight_batches.dec()
+
+    async def _invoke(self, records: Sequence[Any], encoded: Sequence[bytes], *, attempt: int) -> Attempt:
+        source = self.source
+        first, last = records[0].offset, records[-1].offset
+        return await source.invoker.invoke(
+            source.shape.encode(self.key, encoded),
+            OffsetIds(records),
+            attempt=attempt,
+            batch_id=f"{self.key}-{first}",
+            identifier=self.identifier,
+            log_fields={"mapping": source.mapping.name, "partition": self.key, "first": first, "last": last},
+        )
+
+    async def _retry(self, batch: Gathered, now: float, first: Attempt | None) -> bool:
+        """The batch through the retry machine, from its start or after a `first` attempt that
+        was made at `now` without it (spec §5.3 with §5.2's machine); False if abandoned."""
+        source = self.source
+        records, encoded = batch.records, batch.encoded
+        refs = [
+            StreamRecordRef(str(r.offset), r.timestamp / 1000, len(data) + 1)
+            for r, data in zip(records, encoded, strict=True)
+        ]
+        index = {ref.sequence_number: i for i, ref in enumerate(refs)}
+        process = StreamBatchProcess(
+            refs,
+            source.policy,
+            end_sequence_number=str(batch.through),
+            payload_limit_bytes=source.payload_limit,
+        )
+        if first is not None:
+            decision = process.next_decision(now)
+            if not (
+                isinstance(decision, Invoke) and decision.attempt == 1 and len(decision.records) == len(refs)
+            ):
+                raise RuntimeError(f"the first attempt was not the machine's: {decision!r}")
+            used = process.record_result(first.outcome, first.result)
+            source.status.record_result(isinstance(used, BatchSucceeded))
+        while True:
+            match process.next_decision(source.clock.wall()):
+                case Invoke(records=invoked, attempt=attempt):
+                    if self._done():
+                        return False
+                    positions = [index[r.sequence_number] for r in invoked]
+                    result = await self._invoke(
+                        [records[i] for i in positions], [encoded[i] for i in positions], attempt=attempt
+                    )
+                    used = process.record_result(result.outcome, result.result)
+                    source.status.record_result(isinstance(used, BatchSucceeded))
+                case Backoff(seconds=seconds):
+                    # Paused while waiting, so the consumer keeps polling and stays in its group.
+                    self.pause("retry backoff")
+                    try:
+                        if await self._sleep_unless_leaving(seconds * random.uniform(0.8, 1.2)):
+                            return False
+                    finally:
+                        self.resume("retry backoff")
+                case SendToDestination(records=discarded) as discard:
+                    items = [kafka_item(records[index[r.sequence_number]]) for r in discarded]
+                    if not await source.failures.send(discard, partition_key=self.key, items=items):
+                        return False
+                case Checkpoint(after_sequence_number=after):
+                    self._finish_through(int(after))
+                case Done():
+                    return True
 
     async def _sleep_unless_leaving(self, seconds: float) -> bool:
         waiters = [

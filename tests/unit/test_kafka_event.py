@@ -24,6 +24,7 @@ from poller.core.kafka_event import (
     SELF_MANAGED_EVENT_SOURCE,
     KafkaEventShape,
     KafkaEventSize,
+    KafkaRecordEncoder,
     KafkaRecordInput,
     encode_kafka_event,
     event_overhead,
@@ -369,3 +370,42 @@ def test_encoded_record_is_embedded_as_given() -> None:
 def test_a_non_kafka_event_is_a_value_error(event: bytes) -> None:
     with pytest.raises(ValueError, match=r"Kafka event|JSON|unexpected|EOF"):
         kafka_failed_records(failure(), event)
+
+
+consumer_records = st.builds(
+    ConsumerRecord,
+    topic=st.just("orders"),
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    timestamp=st.one_of(st.integers(-1, 2**53), st.none()),
+    timestamp_type=st.sampled_from([0, 1]),
+    key=st.one_of(st.none(), st.binary(max_size=40)),
+    value=st.one_of(st.none(), st.binary(max_size=200)),
+    checksum=st.none(),
+    serialized_key_size=st.just(-1),
+    serialized_value_size=st.just(-1),
+    headers=st.one_of(
+        st.just(()),
+        st.lists(st.tuples(st.text(max_size=8), st.one_of(st.none(), st.binary(max_size=8))), max_size=3),
+    ),
+)
+
+
+@given(st.lists(consumer_records, max_size=8))
+def test_direct_encoder_is_the_serialised_record_byte_for_byte(batch: list[Any]) -> None:
+    """The source's hot path formats records without the dict; it must be the same JSON (spec §3.4)."""
+    encoder = KafkaRecordEncoder("orders")
+    expected = [serialise_record(kafka_record(from_consumer_record(r))) for r in batch]
+    assert encoder.encode_many(batch) == expected
+    assert [encoder.encode(r) for r in batch] == expected
+
+
+def test_direct_encoder_escapes_the_topic_once_and_formats_the_spec_example() -> None:
+    consumed = ConsumerRecord(
+        "orders", 0, 15, 1732270000123, 0, b"order-42", b'{"orderId": 42}', None, 8, 15, [("traceId", b"abc")]
+    )
+    assert KafkaRecordEncoder("orders").encode_many([consumed]) == [EXAMPLE_BYTES]
+    odd = ConsumerRecord('100%"t', 1, 2, 3, 1, None, b"v", None, -1, 1, ())
+    assert KafkaRecordEncoder('100%"t').encode_many([odd]) == [
+        serialise_record(kafka_record(from_consumer_record(odd)))
+    ]

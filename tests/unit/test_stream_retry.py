@@ -29,6 +29,7 @@ from poller.core.stream_retry import (
     SendToDestination,
     StreamBatchProcess,
     StreamRecordRef,
+    whole_batch_first,
 )
 
 EPOCH = 1_732_270_000.0
@@ -644,3 +645,34 @@ def test_any_run_finishes_with_every_record_acknowledged_or_sent_once(
                 assert last_checkpoint == numbers[-1]
                 return
     raise AssertionError("the batch never finished")
+
+
+@given(
+    ages=st.lists(st.floats(0, 1_000), min_size=1, max_size=6),
+    sizes=st.lists(st.integers(1, 2_000), min_size=6, max_size=6),
+    age_limit=st.sampled_from([-1, 60, 300]),
+    retention=st.sampled_from([None, 120.0]),
+    payload_limit=st.sampled_from([None, 500, 1_500]),
+)
+def test_whole_batch_first_is_exactly_when_the_machine_first_invokes_everything(
+    ages: list[float], sizes: list[int], age_limit: int, retention: float | None, payload_limit: int | None
+) -> None:
+    """The Kafka source's first attempt without the machine must be the machine's own first decision."""
+    batch = tuple(
+        StreamRecordRef(str(10 + i), EPOCH - age, size)
+        for i, (age, size) in enumerate(zip(ages, sizes, strict=False))
+    )
+    policy = RetryPolicy(maximum_record_age_seconds=age_limit)
+    machine = StreamBatchProcess(
+        batch, policy, retention_seconds=retention, payload_limit_bytes=payload_limit
+    )
+    first = machine.next_decision(EPOCH)
+    predicted = whole_batch_first(
+        policy,
+        now_epoch=EPOCH,
+        oldest_arrival_epoch_seconds=min(r.arrival_epoch_seconds for r in batch),
+        largest_record_bytes=max(r.size_bytes for r in batch),
+        retention_seconds=retention,
+        payload_limit_bytes=payload_limit,
+    )
+    assert predicted == (first == Invoke(batch, 1))
