@@ -171,11 +171,11 @@ async def test_two_mappings_on_one_stream_are_independent(
     )
     await wait_until(lambda: len(other_function_server.records) >= 5, timeout=20, what="the free mapping")
     assert data_of(other_function_server) == [f"r{i}" for i in range(5)]
+    await wait_until(lambda: len(function_server.events) >= 1, timeout=20, what="the blocked mapping tried")
     positions = {m["Name"]: m["Positions"] for m in poller.status()["mappings"]}
     (blocked,) = positions["blocked"].values()
     assert blocked["SequenceNumber"] is None
     assert all(e["Records"][0]["kinesis"]["partitionKey"] == "k" for e in function_server.events)
-    assert len(function_server.events) >= 1
 
 
 async def test_kill_9_mid_stream_loses_nothing_and_redelivers_at_most_the_batch_in_flight(
