@@ -35,6 +35,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name
     start_poller,
 )
 from tests.integration.kafka_broker import kafka_bootstrap  # noqa: F401  (a fixture)
+from tests.moto_sqs import make_receive_atomic
 
 SOAK_ENV = "POLLER_SOAK"
 
@@ -115,6 +116,7 @@ class RestartableMotoServer(ThreadedMotoServer):
     """
 
     def __init__(self, port: int) -> None:
+        make_receive_atomic()
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.port = port
         self._connections: set[socket.socket] = set()

@@ -60,6 +60,9 @@ def aws_env() -> Iterator[dict[str, str]]:
 def moto_endpoint(aws_env: dict[str, str]) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    from tests.moto_sqs import make_receive_atomic
+
+    make_receive_atomic()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
