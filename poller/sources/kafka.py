@@ -59,6 +59,8 @@ PARTITION_CAPACITY_MIN: Final = 500
 """Records buffered per partition before it is paused (at least 2 x BatchSize)."""
 COMMIT_INTERVAL_SECONDS: Final = 1.0
 FETCH_TIMEOUT_MS: Final = 500
+FULL_WAIT_SECONDS: Final = 5.0
+"""How long every partition may stay full before they are paused (see `_partitions_with_room`)."""
 RETRIES_WITH_DESTINATION_CAP: Final = 10
 """spec §5.3: with infinite retries and an on-failure destination, Lambda caps retries at 10."""
 
@@ -141,10 +143,13 @@ class KafkaSource:
         self.consumer: AIOKafkaConsumer | None = None
         self.group: asyncio.TaskGroup | None = None
         self.commit_wanted = asyncio.Event()
+        self.room = asyncio.Event()
+        """Set when a partition's buffer drops below `capacity`."""
 
     async def stop(self) -> None:
         self.stopping.set()
         self.commit_wanted.set()
+        self.room.set()
 
     async def run(self) -> None:
         consumer = self.consumer_factory(self)
@@ -182,15 +187,69 @@ class KafkaSource:
         consumer = self.consumer
         assert consumer is not None
         while not self.stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=self.capacity)
+            room = await self._partitions_with_room()
+            self.room.clear()
+            if len(room) == len(self.workers):
+                batches = await consumer.getmany(
+                    *room, timeout_ms=FETCH_TIMEOUT_MS, max_records=self.capacity
+                )
+            else:
+                batches = await self._fetch_until_room(room)
             for tp, records in batches.items():
                 worker = self.workers.get(tp)
                 if worker is None:
                     continue  # revoked meanwhile: the next owner fetches them from the commit
                 worker.add(records)
-                if worker.buffered >= self.capacity:
-                    worker.pause("buffer full")
             self._publish_lag()
+
+    async def _fetch_until_room(self, room: list[TopicPartition]) -> dict[TopicPartition, list[Any]]:
+        """`getmany` of the partitions in `room`, cut short when another partition gets room (so a
+        full partition is not left waiting for the fetch timeout)."""
+        consumer = self.consumer
+        assert consumer is not None
+        fetch = asyncio.ensure_future(
+            consumer.getmany(*room, timeout_ms=FETCH_TIMEOUT_MS, max_records=self.capacity)
+        )
+        more_room = asyncio.ensure_future(self.room.wait())
+        try:
+            await asyncio.wait({fetch, more_room}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            more_room.cancel()
+            # aiokafka takes records off its buffer only once it stops waiting, so a cancelled
+            # getmany has taken none; one that finished first keeps its result.
+            fetch.cancel()
+        try:
+            batches: dict[TopicPartition, list[Any]] = await fetch
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this loop itself is being cancelled, not just the fetch
+            return {}
+        return batches
+
+    async def _partitions_with_room(self) -> list[TopicPartition]:
+        """The partitions to take records of now: those whose buffer is not full.
+
+        A full partition is left out of `getmany` rather than paused: aiokafka keeps its fetched
+        records (at most one fetch, `max_partition_fetch_bytes`) until they are asked for, where
+        pausing would drop them and fetch them again on resume. Only when every partition stays
+        full for `FULL_WAIT_SECONDS` are they paused, so that `getmany` can go on being called and
+        the consumer stays in its group (`max_poll_interval_ms`) behind a slow function.
+        """
+        room = [tp for tp, worker in self.workers.items() if worker.buffered < self.capacity]
+        if room or not self.workers:
+            for tp in room:
+                self.workers[tp].resume("buffer full")
+            return room
+        self.room.clear()
+        try:
+            async with asyncio.timeout(FULL_WAIT_SECONDS):
+                await self.room.wait()
+        except TimeoutError:
+            for worker in self.workers.values():
+                worker.pause("buffer full")
+            return []
+        return await self._partitions_with_room()
 
     def _publish_lag(self) -> None:
         consumer = self.consumer
@@ -274,6 +333,7 @@ class KafkaSource:
             worker.cancel()
             self.workers.pop(worker.tp, None)
             self.status.positions.pop(worker.key, None)
+        self.room.set()
         if partitions:
             self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in partitions))
 
@@ -477,8 +537,8 @@ class PartitionWorker:
             except TimeoutError:
                 break
         source.metrics.buffered_records.dec(taken)
-        if self.buffered < source.capacity // 2:
-            self.resume("buffer full")
+        if self.buffered < source.capacity:
+            source.room.set()
         batch.size = builder.size
         return batch if taken else None
 

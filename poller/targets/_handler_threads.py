@@ -9,7 +9,6 @@ its workers are joined at exit, so one stuck handler would hang shutdown.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -50,6 +49,32 @@ def run_on_daemon_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]
     return future
 
 
+class Running:
+    """The engine's handle on a coroutine submitted to a `HandlerLoop`: `cancel` from any thread."""
+
+    __slots__ = ("_cancelled", "_loop", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def started(self, task: asyncio.Task[Any]) -> None:
+        """On the handler loop, as the task starts; a cancel that came first applies now."""
+        self._task = task
+        if self._cancelled:
+            task.cancel()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to cancel
+            self._loop.call_soon_threadsafe(self._cancel_here)
+
+    def _cancel_here(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class HandlerLoop:
     """A private event loop on a daemon thread, where one target's async handler runs.
 
@@ -68,39 +93,46 @@ class HandlerLoop:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> tuple[asyncio.Future[T], concurrent.futures.Future[T]]:
+    def submit(self, coro: Coroutine[Any, Any, T]) -> tuple[asyncio.Future[T], Running]:
         """Start `coro` here; returns the engine-side future and the handle that cancels it.
 
         The engine-side future is never cancelled by this class: if the coroutine is cancelled
         before it produces a value, the future gets an exception, so an `await` on it cannot be
-        mistaken for the cancellation of the awaiting task.
+        mistaken for the cancellation of the awaiting task. One wake-up each way and no
+        intermediate `concurrent.futures.Future`: this runs once per invocation, and a thread
+        hand-off is the dearest step of an in-process invocation.
         """
         engine_loop = asyncio.get_running_loop()
         result: asyncio.Future[T] = engine_loop.create_future()
+        running = Running(self._loop)
+
+        def finished(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                cancelled = RuntimeError("the handler was cancelled before it returned")
+                _deliver(engine_loop, result, lambda: result.set_exception(cancelled))
+            elif (exc := task.exception()) is not None:
+                _deliver(engine_loop, result, lambda: result.set_exception(exc))
+            else:
+                value = task.result()
+                _deliver(engine_loop, result, lambda: result.set_result(value))
+            self._finished()
+
+        def start() -> None:
+            task = self._loop.create_task(coro)
+            running.started(task)
+            task.add_done_callback(finished)
+
         with self._lock:
             self._in_flight += 1
         try:
-            handle = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            self._loop.call_soon_threadsafe(start)
         except RuntimeError:  # the loop is closed: the caller should have replaced it
             coro.close()
             self._finished()
             raise
+        return result, running
 
-        def done(finished: concurrent.futures.Future[T]) -> None:
-            if finished.cancelled():
-                cancelled = RuntimeError("the handler was cancelled before it returned")
-                _deliver(engine_loop, result, lambda: result.set_exception(cancelled))
-            elif (exc := finished.exception()) is not None:
-                _deliver(engine_loop, result, lambda: result.set_exception(exc))
-            else:
-                value = finished.result()
-                _deliver(engine_loop, result, lambda: result.set_result(value))
-            self._finished()
-
-        handle.add_done_callback(done)
-        return result, handle
-
-    def abandon(self, handle: concurrent.futures.Future[Any]) -> None:
+    def abandon(self, handle: Running) -> None:
         """Cancel an overrun invocation and check, lazily, whether the loop still answers."""
         handle.cancel()
         probe = threading.Event()

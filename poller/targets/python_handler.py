@@ -127,7 +127,8 @@ class PythonTarget:
         loop = self._handler_loop()
         done, handle = loop.submit(self._call_async(payload, context))
         try:
-            return await asyncio.wait_for(done, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await done
         except TimeoutError:
             loop.abandon(handle)
             raise

@@ -452,3 +452,50 @@ async def test_a_record_over_the_payload_cap_goes_to_the_destination_and_the_res
     assert record["requestContext"]["approximateInvokeCount"] == 1
     assert record["responseContext"] is None
     assert record["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "1"
+
+
+async def test_a_full_partition_waits_without_holding_up_the_others_and_loses_nothing(
+    kafka_bootstrap: str, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """A partition whose function is stuck fills its buffer and is left out of fetching (its
+    fetched records stay with the client); the other partition flows meanwhile, and once the
+    function answers every record of the stuck one arrives once, in order."""
+    release = asyncio.Event()
+
+    async def stuck_on_partition_0(event: dict[str, Any]) -> web.StreamResponse:
+        if any(key.endswith("-0") for key in event["records"]):
+            await release.wait()
+        return web.json_response(None)
+
+    function_server.behaviour = stuck_on_partition_0
+    topic = await create_topic(kafka_bootstrap, 2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for n in range(1500):
+            await producer.send(topic, f"p0-{n}".encode(), partition=0)
+        for n in range(50):
+            await producer.send(topic, f"p1-{n}".encode(), partition=1)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await start_poller(
+        [
+            kafka_mapping(
+                "full", topic, kafka_bootstrap, function_server.url, BatchSize=100, FunctionTimeout=60
+            )
+        ],
+        settings=FAST_GROUP,
+    )
+    await wait_until(
+        lambda: sum(v.startswith("p1-") for v in values(function_server)) >= 50,
+        timeout=30,
+        what="partition 1",
+    )
+    # Only partition 0's first batch reached the function (it is recorded on arrival), and waits.
+    assert [v for v in values(function_server) if v.startswith("p0-")] == [f"p0-{n}" for n in range(100)]
+    release.set()
+    await wait_until(lambda: len(values(function_server)) >= 1550, timeout=60, what="every record")
+    stuck = [v for v in values(function_server) if v.startswith("p0-")]
+    assert stuck == [f"p0-{n}" for n in range(1500)]
+    assert [v for v in values(function_server) if v.startswith("p1-")] == [f"p1-{n}" for n in range(50)]
