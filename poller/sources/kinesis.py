@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from poller.core.kinesis_event import KinesisRecordContext, arrival_epoch, kinesis_record
+from poller.core.kinesis_event import KinesisRecordContext, kinesis_record
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import serialise_record
 from poller.core.stream_retry import StreamRecordRef
@@ -136,6 +136,7 @@ class KinesisApi:
         for raw in reply["Records"]:
             record = kinesis_record(raw, context)
             encoded = serialise_record(record)
-            ref = StreamRecordRef(raw["SequenceNumber"], arrival_epoch(raw), len(encoded) + 1)
+            arrival = record["kinesis"]["approximateArrivalTimestamp"]
+            ref = StreamRecordRef(raw["SequenceNumber"], arrival, len(encoded) + 1)
             items.append(StreamItem(ref, record, encoded, raw["PartitionKey"]))
         return ReadResult(items, reply.get("NextShardIterator"), reply.get("MillisBehindLatest"))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -49,6 +49,7 @@ from poller.sources.stream_api import (
     IteratorExpired,
     Latest,
     PositionTrimmed,
+    ReadResult,
     ReadThrottled,
     StartAt,
     StreamApi,
@@ -354,7 +355,20 @@ class ShardWorker:
         return AfterSequence(self.last_read) if self.last_read is not None else self.start
 
     async def _read_loop(self) -> bool:
-        """Read until the shard ends (True) or stopping (False)."""
+        """Read until the shard ends (True) or stopping (False).
+
+        While one reply's records are handed to the lanes, the next GetRecords is already on its
+        way when more is waiting (one call in flight per shard, as Lambda's reader has): handing
+        over waits on the lanes, and without it reading and processing would take turns instead
+        of overlapping. So at most two replies are in hand: the one being handed over, and the next.
+        """
+        ahead = _ReadAhead()
+        try:
+            return await self._read_until_done(ahead)
+        finally:
+            await ahead.discard()
+
+    async def _read_until_done(self, ahead: _ReadAhead) -> bool:
         source, api = self.source, self.source.api
         # As many records per call as the API gives (as Lambda reads): a small Limit caps a shard's
         # throughput at the API's call rate. The lanes' bounded queues still pause reading.
@@ -363,32 +377,26 @@ class ShardWorker:
         failures = 0
         while not source.stopping.is_set():
             try:
-                if iterator is None:
-                    iterator = await api.iterator(self.shard_id, self._resume_at())
-                    # Listed in /status once reading has a position: LATEST is fixed from here on.
-                    self._publish_position(reading=True)
-                result = await api.read(self.shard_id, iterator, limit)
-            except IteratorExpired:
-                iterator = None
-                continue
-            except PositionTrimmed as exc:
-                # The checkpoint left the retention period: its records are gone (spec §5.2).
-                self.log.warning("position_trimmed", position=str(self._resume_at()), error=str(exc))
-                self.last_read, self.start, iterator = None, TrimHorizon(), None
-                continue
-            except (ReadThrottled, ClientError, BotoCoreError) as exc:
+                if ahead.pending:
+                    result = await ahead.take()
+                else:
+                    if iterator is None:
+                        iterator = await api.iterator(self.shard_id, self._resume_at())
+                        # Listed in /status once reading has a position: LATEST is fixed from here on.
+                        self._publish_position(reading=True)
+                    result = await api.read(self.shard_id, iterator, limit)
+            except (IteratorExpired, PositionTrimmed, ReadThrottled, ClientError, BotoCoreError) as exc:
                 failures += 1
-                source.metrics.poll_errors.inc()
-                delay = source.read_backoff(failures)
-                self.log.warning(
-                    "read_failed", error=str(exc)[:300], failures=failures, retry_in_s=round(delay, 2)
-                )
-                if not isinstance(exc, ReadThrottled):
-                    iterator = None
-                if await source.sleep_unless_stopping(delay):
+                keep_iterator, stopped = await self._read_failed(exc, failures)
+                if stopped:
                     return False
+                iterator = iterator if keep_iterator else None
                 continue
             failures = 0
+            iterator = result.next_iterator
+            caught_up = result.behind_ms == 0 if result.behind_ms is not None else len(result.items) < limit
+            if iterator is not None and result.items and not caught_up and not self._ends_after(result.items):
+                ahead.start(api.read(self.shard_id, iterator, limit))
             await self._take(result.items)
             if result.items:
                 source.record_age(
@@ -397,13 +405,36 @@ class ShardWorker:
             else:
                 # Nothing new: caught up, or as far behind as Kinesis says.
                 source.record_age(self.shard_id, (result.behind_ms or 0) / 1000)
-            if result.next_iterator is None or self._read_to_end(not result.items):
+            if iterator is None or self._read_to_end(not result.items):
                 return True
-            iterator = result.next_iterator
-            caught_up = result.behind_ms == 0 if result.behind_ms is not None else len(result.items) < limit
-            if (not result.items or caught_up) and await source.sleep_unless_stopping(api.idle_poll_seconds):
+            if not ahead.pending and await source.sleep_unless_stopping(api.idle_poll_seconds):
                 return False
         return False
+
+    async def _read_failed(self, exc: Exception, failures: int) -> tuple[bool, bool]:
+        """Account for a failed read: (whether the iterator still holds, whether stopping cut the
+        wait short)."""
+        source = self.source
+        match exc:
+            case IteratorExpired():
+                return False, False
+            case PositionTrimmed():
+                # The checkpoint left the retention period: its records are gone (spec §5.2).
+                self.log.warning("position_trimmed", position=str(self._resume_at()), error=str(exc))
+                self.last_read, self.start = None, TrimHorizon()
+                return False, False
+        source.metrics.poll_errors.inc()
+        delay = source.read_backoff(failures)
+        self.log.warning("read_failed", error=str(exc)[:300], failures=failures, retry_in_s=round(delay, 2))
+        stopped = await source.sleep_unless_stopping(delay)
+        return isinstance(exc, ReadThrottled), stopped
+
+    def _ends_after(self, items: Sequence[StreamItem]) -> bool:
+        """Whether `items` reach the end of a closed shard (so there is nothing to read ahead)."""
+        shard = self.source.shards.get(self.shard_id)
+        if not items or shard is None or shard.ending_sequence_number is None:
+            return False
+        return int(items[-1].ref.sequence_number) >= int(shard.ending_sequence_number)
 
     def _read_to_end(self, empty_read: bool) -> bool:
         """A closed shard read past its EndingSequenceNumber (some emulators never end the iterator)."""
@@ -578,3 +609,33 @@ class Lane:
                         return True
         finally:
             source.metrics.in_flight_batches.dec()
+
+
+class _ReadAhead:
+    """At most one GetRecords started ahead of time, owned by the shard's reader."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[ReadResult] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._task is not None
+
+    def start(self, read: Coroutine[Any, Any, ReadResult]) -> None:
+        self._task = asyncio.create_task(read)
+
+    async def take(self) -> ReadResult:
+        task, self._task = self._task, None
+        assert task is not None
+        return await task
+
+    async def discard(self) -> None:
+        """Stopping, or the reply in hand could not be handed over: the read ahead is moot."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not report it as never retrieved
