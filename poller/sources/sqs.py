@@ -34,6 +34,7 @@ from poller.sources import sqs_calls
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import ReceiveMessageResultTypeDef
 
 BUFFER_CAPACITY = 100
 """Messages held between receive and invoke; small, because their visibility timers are running."""
@@ -87,7 +88,13 @@ class SqsSource:
         self.held: dict[str, Held] = {}
         self.in_flight = 0
         self.forming = 0
-        self.changed = asyncio.Condition()
+        # One lock, two conditions: receive loops wait for room in the buffer, the dispatcher for
+        # messages it may take and a free slot; each wakes only those whose wait may be over.
+        self.lock = asyncio.Lock()
+        self.room = asyncio.Condition(self.lock)
+        self.work = asyncio.Condition(self.lock)
+        self.polling: set[asyncio.Task[object]] = set()
+        """Receive loops inside a ReceiveMessage call: `stop` cancels their long polls."""
         self.stopping = asyncio.Event()
         self.queue_url = ""
         self.visibility_timeout = 30
@@ -99,8 +106,11 @@ class SqsSource:
     async def stop(self) -> None:
         """Stop receiving and gathering; batches in flight run on (the drain's first phase)."""
         self.stopping.set()
-        async with self.changed:
-            self.changed.notify_all()
+        for task in self.polling:
+            task.cancel()
+        async with self.lock:
+            self.room.notify_all()
+            self.work.notify_all()
 
     async def run(self) -> None:
         info = await sqs_calls.describe_queue(self.client, self.mapping.queue_name, self.mapping.account_id)
@@ -151,10 +161,8 @@ class SqsSource:
         failures = 0
         try:
             while not self.stopping.is_set() and index <= max(1, min(MAX_RECEIVERS, self.scaler.target)):
-                async with self.changed:
-                    await self.changed.wait_for(
-                        lambda: self.stopping.is_set() or self.buffer.has_room_for(10)
-                    )
+                async with self.room:
+                    await self.room.wait_for(lambda: self.stopping.is_set() or self.buffer.has_room_for(10))
                 if self.stopping.is_set():
                     return
                 try:
@@ -173,31 +181,12 @@ class SqsSource:
             self.receivers -= 1
 
     async def _receive_once(self) -> list[SqsMessage]:
-        receive_task = asyncio.ensure_future(
-            self.client.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-        )
-        stop_task = asyncio.ensure_future(self.stopping.wait())
         try:
-            done, _ = await asyncio.wait({receive_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Also when this loop itself is cancelled (drain deadline): no poll outlives it.
-            stop_task.cancel()
-            if not receive_task.done():
-                receive_task.cancel()
-        if receive_task not in done:
-            # Stopping during a long poll: abandoned. A message SQS was handing over in that
-            # instant stays invisible until its timeout, then is redelivered (at-least-once).
-            return []
-        try:
-            reply = receive_task.result()
+            reply = await self._long_poll()
         except (ClientError, BotoCoreError) as exc:
             raise sqs_calls.translate(exc) from exc
+        if reply is None:
+            return []
         raw = reply.get("Messages", [])
         self.last_receive_full = len(raw) >= 10
         received_at = self.clock.monotonic()
@@ -223,15 +212,41 @@ class SqsSource:
         self.metrics.records_polled.inc(len(raw))
         return out
 
+    async def _long_poll(self) -> ReceiveMessageResultTypeDef | None:
+        """One ReceiveMessage; None if `stop` cut its long poll short.
+
+        A message SQS was handing over in that instant stays invisible until its timeout, then
+        is redelivered (at-least-once). Any other cancellation (the drain deadline) goes on up.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self.polling.add(task)
+        try:
+            reply = await self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except asyncio.CancelledError:
+            if self.stopping.is_set() and task.cancelling() == 1:
+                task.uncancel()
+                return None
+            raise
+        finally:
+            self.polling.discard(task)
+        return reply
+
     async def _accept(self, messages: list[SqsMessage]) -> None:
-        async with self.changed:
-            await self.changed.wait_for(
+        async with self.room:
+            await self.room.wait_for(
                 lambda: self.stopping.is_set() or self.buffer.has_room_for(len(messages))
             )
             if not self.stopping.is_set():
                 self.buffer.extend(messages)
                 self._gauge_buffered()
-                self.changed.notify_all()
+                self.work.notify()
                 return
         await self._give_back(messages)
 
@@ -242,8 +257,8 @@ class SqsSource:
 
     async def _dispatch_loop(self, group: asyncio.TaskGroup) -> None:
         while True:
-            async with self.changed:
-                await self.changed.wait_for(
+            async with self.work:
+                await self.work.wait_for(
                     lambda: self.stopping.is_set() or (self._slot_free() and self.buffer.has_eligible())
                 )
                 if self.stopping.is_set():
@@ -252,9 +267,8 @@ class SqsSource:
                 self.in_flight += 1
             batch = await self._gather()
             if not batch:
-                async with self.changed:
+                async with self.work:
                     self.in_flight -= 1
-                    self.changed.notify_all()
                 continue
             self.metrics.in_flight_batches.set(self.in_flight)
             groups = {m.group_id for m in batch if m.group_id is not None}
@@ -265,25 +279,26 @@ class SqsSource:
         """Gather one batch: its window opens now, when a slot is free (spec §2)."""
         builder = BatchBuilder(self.limits, started_at=self.clock.monotonic())
         batch: list[SqsMessage] = []
-        async with self.changed:
+        async with self.work:
             while True:
+                taken = len(batch)
                 full = self.buffer.take(builder, batch)
+                if len(batch) > taken:
+                    self.room.notify_all()
                 self._gauge_buffered(len(batch))
                 if full or self.stopping.is_set():
                     break
                 if self.limits.window_seconds <= 0:
                     if batch:
                         break
-                    await self.changed.wait_for(lambda: self.stopping.is_set() or self.buffer.has_eligible())
+                    await self.work.wait_for(lambda: self.stopping.is_set() or self.buffer.has_eligible())
                     continue
                 remaining = builder.deadline() - self.clock.monotonic()
                 if remaining <= 0:
                     break
                 try:
                     async with asyncio.timeout(remaining):
-                        await self.changed.wait_for(
-                            lambda: self.stopping.is_set() or self.buffer.has_eligible()
-                        )
+                        await self.work.wait_for(lambda: self.stopping.is_set() or self.buffer.has_eligible())
                 except TimeoutError:
                     self.buffer.take(builder, batch)
                     break
@@ -364,13 +379,14 @@ class SqsSource:
         """Release the batch's slot and groups; hand back what must not overtake a failed group."""
         for message in batch:
             self.held.pop(message.receipt_handle, None)
-        async with self.changed:
+        async with self.lock:
             overtakers = self.buffer.remove_groups(failed_groups) if failed_groups else []
             self.buffer.groups_in_flight -= groups
             self.in_flight -= 1
             self.metrics.in_flight_batches.set(self.in_flight)
             self._gauge_buffered()
-            self.changed.notify_all()
+            self.room.notify_all()
+            self.work.notify()
         if overtakers:
             await self._give_back(overtakers)
 
