@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.servers import ACCOUNT, REGION, free_port
 
-SIDES = frozenset(os.environ.get("BENCH_SIDES", "raw,engine").split(","))
+SIDES = frozenset(os.environ.get("BENCH_SIDES", "raw,engine,floor").split(","))
 """Which sides a throughput run measures (`bench/run --sides engine` to profile the engine alone)."""
 
 GoalKind = Literal["ratio_at_least", "added_at_most", "at_most", "info"]
@@ -93,7 +93,7 @@ def _fmt(value: Any) -> str:
 
 
 def unmeasured(side: str) -> bool:
-    """Whether `side` ("raw" or "engine") is left out of this run (its figure is then NaN)."""
+    """Whether `side` ("raw", "engine" or "floor") is left out of this run (its figure is then NaN)."""
     return side not in SIDES
 
 

@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sides",
-        default="raw,engine",
-        help="which sides of the throughput runs to measure (e.g. `engine` with --profile)",
+        default="raw,engine,floor",
+        help="which sides of the throughput runs to measure (e.g. `engine` with --profile); "
+        "`floor` is kafka's contract floor (bench/README.md)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
