@@ -21,6 +21,7 @@ import functools
 import math
 import multiprocessing
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -32,16 +33,21 @@ from aiobotocore.session import AioSession, get_session
 
 from bench import handlers
 from bench.common import (
+    NOT_MEASURED,
     PROBE,
     Measured,
     Result,
     best_of,
     cpu_seconds,
     running_engine,
+    unmeasured,
     wait_until,
 )
 from bench.kafka_bench import latency_results, throughput_result
 from bench.servers import ACCOUNT, REGION, moto, sqs_stub
+from poller.core.sqs_event import build_record, encode_event, from_record
+from poller.targets.context import ContextFactory
+from poller.targets.python_handler import PythonTarget
 
 BODY_BYTES = 100
 CONCURRENCY = 10
@@ -161,7 +167,14 @@ async def calls_per_1k(endpoint: str, before: dict[str, int] | None, total: int)
     }
 
 
-async def raw_throughput(endpoint: str, url: str, total: int, feeder: Feeder | None) -> Measured:
+Invoke = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+async def raw_throughput(
+    endpoint: str, url: str, total: int, feeder: Feeder | None, invoke: Invoke | None = None
+) -> Measured:
+    """The raw loops; with `invoke`, each receive's messages are handed to it before their delete
+    (the contract's floor, `floor_throughput`)."""
     received = 0
     last = 0.0
 
@@ -172,6 +185,8 @@ async def raw_throughput(endpoint: str, url: str, total: int, feeder: Feeder | N
             messages = reply.get("Messages", [])
             if not messages:
                 continue
+            if invoke is not None:
+                await invoke(messages)
             received += len(messages)
             last = time.perf_counter()
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
@@ -188,6 +203,33 @@ async def raw_throughput(endpoint: str, url: str, total: int, feeder: Feeder | N
         finally:
             publisher.cancel()
     return Measured.of(total, last - started, cpu, **await calls_per_1k(endpoint, before, total))
+
+
+async def floor_throughput(endpoint: str, url: str, total: int, function: str) -> Measured:
+    """The least any engine keeping DESIGN §1.5's contract must add to the raw loops: each
+    receive's messages turned into the exact event (the engine's own record builder) and handed to
+    the same `python:` target (off the engine's loop, on a parsed event) before the delete. No
+    buffer, concurrency control, visibility keeping, metrics, logs or status."""
+    contexts = ContextFactory.for_function(
+        "bench",
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench",
+        memory_limit_in_mb=128,
+        timeout_seconds=60,
+    )
+    target = await PythonTarget.open(function.removeprefix("python:"), contexts=contexts, timeout_seconds=60)
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{url.rsplit('/', 1)[-1]}"
+
+    async def invoke(messages: list[dict[str, Any]]) -> None:
+        records = [
+            from_record(build_record(m, queue_arn=queue_arn, region=REGION, batching_window_seconds=0))
+            for m in messages
+        ]
+        await target.invoke(encode_event(records))
+
+    try:
+        return await raw_throughput(endpoint, url, total, None, invoke)
+    finally:
+        await target.aclose()
 
 
 async def engine_throughput(
@@ -249,7 +291,17 @@ async def throughput(workdir: Path, *, quick: bool, function: str, stub: bool) -
             return await engine_throughput(workdir / name, endpoint, name, total, function, feeder)
 
         best_raw, best_engine = await best_of(rounds, raw, engine)
+        floor = NOT_MEASURED
+        if stub and not unmeasured("floor"):
+            floors = []
+            for index in range(rounds):
+                url, _ = await queue_for(f"bench-floor-{index}")
+                floors.append(await floor_throughput(endpoint, url, total, function))
+            floor = max(floors, key=lambda m: m.rate)
     extras: dict[str, Any] = {"messages": total, "concurrency": CONCURRENCY}
+    if stub:
+        extras["floor_ratio"] = round(floor.rate / best_raw.rate, 3)
+        extras["floor_cpu_us_per_record"] = round(floor.cpu_us, 1)
     if not stub:
         extras["depth"] = FEED_DEPTH
     result = throughput_result(

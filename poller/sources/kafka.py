@@ -6,10 +6,10 @@ that opens with the first record, the 6 MB cap) and drives them through the same
 machine as the streams (`StreamBatchProcess`, offsets as sequence numbers), so a partition is
 processed in order while partitions run concurrently. Offsets are committed in the background,
 coalesced to the highest contiguous finished offset per partition, and never past an unfinished
-record. A partition whose buffer is full or whose batch waits in retry backoff is paused, so the
-consumer keeps polling and never drops out of its group. On a rebalance, revoked partitions stop
-taking batches, finish (or, past their budget, abandon) what is in flight, and commit before the
-partition is released.
+record. A partition whose buffer is full is left out of fetching (its fetched records wait in the
+client), and one whose batch waits in retry backoff is paused, so the consumer keeps polling and
+never drops out of its group. On a rebalance, revoked partitions stop taking batches, finish (or,
+past their budget, abandon) what is in flight, and commit before the partition is released.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from poller.runtime.status import MappingStatus
 from poller.sources.kafka_failures import KafkaFailureSender
 
 PARTITION_CAPACITY_MIN: Final = 500
-"""Records buffered per partition before it is paused (at least 2 x BatchSize)."""
+"""Records buffered per partition before it is left out of fetching (at least 2 x BatchSize)."""
 COMMIT_INTERVAL_SECONDS: Final = 1.0
 FETCH_TIMEOUT_MS: Final = 500
 FULL_WAIT_SECONDS: Final = 5.0

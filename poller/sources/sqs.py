@@ -250,6 +250,12 @@ class SqsSource:
                 return
         await self._give_back(messages)
 
+    def _notify_room(self) -> None:
+        """Wake as many waiting receive loops as the buffer has room for a full receive (at least
+        one): waking them all would have most of them find no room and sleep again."""
+        free = self.buffer.capacity - len(self.buffer)
+        self.room.notify(max(1, free // 10))
+
     # -- batching and dispatch -------------------------------------------------------------------
 
     def _slot_free(self) -> bool:
@@ -284,7 +290,7 @@ class SqsSource:
                 taken = len(batch)
                 full = self.buffer.take(builder, batch)
                 if len(batch) > taken:
-                    self.room.notify_all()
+                    self._notify_room()
                 self._gauge_buffered(len(batch))
                 if full or self.stopping.is_set():
                     break
@@ -385,7 +391,7 @@ class SqsSource:
             self.in_flight -= 1
             self.metrics.in_flight_batches.set(self.in_flight)
             self._gauge_buffered()
-            self.room.notify_all()
+            self._notify_room()
             self.work.notify()
         if overtakers:
             await self._give_back(overtakers)
