@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,17 @@ def raw_consumer(bootstrap: str, group: str, fetch_wait_ms: int) -> AIOKafkaCons
     )
 
 
-async def raw_throughput(bootstrap: str, topic: str, count: int, group: str) -> Measured:
+Fetched = dict[Any, list[Any]]
+
+
+async def raw_throughput(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    group: str,
+    invoke: Callable[[Fetched], Awaitable[None]] | None = None,
+) -> Measured:
+    """The raw loop; with `invoke`, each fetch is handed to it before the commit (the floor)."""
     consumer = raw_consumer(bootstrap, group, THROUGHPUT_FETCH_WAIT_MS)
     listener = AssignedAt()
     consumer.subscribe([topic], listener=listener)
@@ -124,6 +135,8 @@ async def raw_throughput(bootstrap: str, topic: str, count: int, group: str) -> 
         while seen < count:
             batches = await consumer.getmany(timeout_ms=500)
             if batches:
+                if invoke is not None:
+                    await invoke(batches)
                 seen += sum(len(records) for records in batches.values())
                 await consumer.commit()
         done, cpu = time.perf_counter(), cpu_seconds()
@@ -185,26 +198,15 @@ async def floor_throughput(bootstrap: str, topic: str, count: int, group: str, f
             chunk = records[start : start + BATCH_SIZE]
             await target.invoke(shape.encode(group_key, encoder.encode_many(chunk)))
 
-    consumer = raw_consumer(bootstrap, group, THROUGHPUT_FETCH_WAIT_MS)
-    listener = AssignedAt()
-    consumer.subscribe([topic], listener=listener)
-    await consumer.start()
+    async def invoke_fetch(batches: Fetched) -> None:
+        async with asyncio.TaskGroup() as partitions:
+            for tp, records in batches.items():
+                partitions.create_task(invoke_all(f"{tp.topic}-{tp.partition}", records))
+
     try:
-        seen = 0
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=500)
-            if batches:
-                async with asyncio.TaskGroup() as group_of:
-                    for tp, records in batches.items():
-                        group_of.create_task(invoke_all(f"{tp.topic}-{tp.partition}", records))
-                seen += sum(len(records) for records in batches.values())
-                await consumer.commit()
-        done, cpu = time.perf_counter(), cpu_seconds()
+        return await raw_throughput(bootstrap, topic, count, group, invoke_fetch)
     finally:
-        await consumer.stop()
         await target.aclose()
-    assert listener.at is not None
-    return Measured.of(count, done - listener.at, cpu - listener.cpu)
 
 
 async def throughput(workdir: Path, *, quick: bool, function: str) -> list[Result]:
