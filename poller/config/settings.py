@@ -136,6 +136,24 @@ class HttpSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class TargetSettings(_Section):
+    """How poller reaches HTTP function targets (DESIGN §1.5).
+
+    Headers live here or in `POLLER_TARGETS__HTTP_HEADERS` (JSON), never in a mapping file, so a
+    bearer token does not end up in a URL, in /status or in the logs.
+    """
+
+    http_headers: dict[str, dict[str, SecretStr]] = {}
+    """Extra request headers per target host (`host` or `host:port`), e.g.
+    `{"handler.example.com": {"Authorization": "Bearer …"}}`. Values are never printed."""
+
+
+class DestinationSettings(_Section):
+    file_root: Path = Path("var/destinations")
+    """`file://` on-failure destinations must lie inside this directory (relative to the settings
+    file's directory); others are refused at load."""
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -174,6 +192,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     state: StateSettings = StateSettings()
     http: HttpSettings = HttpSettings()
+    targets: TargetSettings = TargetSettings()
+    destinations: DestinationSettings = DestinationSettings()
     mappings: tuple[Path, ...] = (Path("mappings"),)
     """Files or directories of mapping YAML, relative to the settings file's directory."""
     log: LogSettings = LogSettings()

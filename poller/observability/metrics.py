@@ -19,6 +19,7 @@ MAPPING_STATES: Final = ("Creating", "Enabling", "Enabled", "Disabling", "Disabl
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 BATCH_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 RELOAD_RESULTS: Final = ("success", "failure")
+ACK_KINDS: Final = ("delete", "visibility", "commit", "checkpoint")
 
 
 class Metrics:
@@ -78,6 +79,17 @@ class Metrics:
             "Shard leases taken by this replica: free or expired (take) or from a busier replica (steal)",
             (*m, "kind"),
         )
+        self.ack_failures = counter(
+            "ack_failures_total",
+            "Failed acknowledgements: SQS deletes and visibility changes, Kafka commits, stream checkpoints",
+            (*m, "kind"),
+        )
+        self.lease_renewal_failures = counter(
+            "lease_renewal_failures_total", "Shard lease renewals that failed or missed their deadline"
+        )
+        self.handler_threads_leaked = gauge(
+            "handler_threads_leaked", "Sync python: handler threads still running after their timeout"
+        )
         self.mapping_state = gauge("mapping_state", "1 for the mapping's current State", (*m, "state"))
         # Service-wide, so no `mapping` label (ops anchors §7.4, §8.5: alert on last_reload_success == 0).
         self.config_reloads = counter(
@@ -92,6 +104,10 @@ class Metrics:
         )
         self.config_last_reload_success_time = gauge(
             "config_last_reload_success_timestamp_seconds", "When the mappings last loaded without error", ()
+        )
+        self.config_watch_errors = counter(
+            "config_watch_errors_total", "Failures of the mapping-file watcher (it retries; mappings run on)",
+            (),
         )
 
     def for_mapping(self, mapping: str) -> MappingMetrics:
@@ -124,6 +140,8 @@ class Metrics:
             self.buffered_records,
             self.in_flight_batches,
             self.leases_held,
+            self.lease_renewal_failures,
+            self.handler_threads_leaked,
         ):
             with suppress(KeyError):
                 family.remove(mapping)
@@ -136,6 +154,9 @@ class Metrics:
         for kind in LEASE_TAKE_KINDS:
             with suppress(KeyError):
                 self.lease_takes.remove(mapping, kind)
+        for kind in ACK_KINDS:
+            with suppress(KeyError):
+                self.ack_failures.remove(mapping, kind)
         # Drop reasons are whatever the sources reported; find this mapping's from the samples.
         reasons = {
             sample.labels["reason"]
@@ -172,6 +193,9 @@ class MappingMetrics:
         self.in_flight_batches = f.in_flight_batches.labels(name)
         self.leases_held = f.leases_held.labels(name)
         self.lease_takes = {k: f.lease_takes.labels(name, k) for k in LEASE_TAKE_KINDS}
+        self.ack_failures = {k: f.ack_failures.labels(name, k) for k in ACK_KINDS}
+        self.lease_renewal_failures = f.lease_renewal_failures.labels(name)
+        self.handler_threads_leaked = f.handler_threads_leaked.labels(name)
         self.invocations = {o: f.invocations.labels(name, o) for o in INVOKE_OUTCOMES}
 
     def set_state(self, state: str) -> None:

@@ -125,6 +125,10 @@ def test_dashboard_is_importable_and_parameterised() -> None:
         "poller_retries_total",
         "poller_poll_errors_total",
         'poller_mapping_state{mapping=~"$mapping"} == 1',
+        # Issue 13: failures that were only logged are counted and shown.
+        "sum by (mapping, kind) (rate(poller_ack_failures_total",
+        "poller_lease_renewal_failures_total",
+        "poller_handler_threads_leaked",
     ):
         assert needle in exprs, needle
 

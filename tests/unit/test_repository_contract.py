@@ -14,9 +14,27 @@ def readme_commands() -> list[str]:
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
-    test_command = next(c for c in readme_commands() if c.endswith("pytest"))
+    test_command = next(c for c in readme_commands() if c.endswith("scripts/test"))
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert test_command in ci_lines
+    assert f"exec {test_command}" in ci_lines
+
+
+def test_the_test_command_does_all_the_set_up_itself() -> None:
+    """Issue 13 §1: on a bare machine the one test command installs promtool/prometheus (Debian's
+    package, service kept off), makes the venv and runs ruff, mypy and pytest."""
+    script = (ROOT / "scripts" / "test").read_text()
+    steps = [
+        "apt-get install -y -q --no-install-recommends prometheus",
+        "python3 -m venv .venv",
+        "pip install -q -e '.[test]'",
+        ".venv/bin/ruff check .",
+        ".venv/bin/mypy",
+        ".venv/bin/pytest",
+    ]
+    positions = [script.index(step) for step in steps]
+    assert positions == sorted(positions)
+    assert "policy-rc.d" in script  # the packaged service is never started
+    assert (ROOT / "scripts" / "test").stat().st_mode & 0o111
 
 
 def test_readme_demo_command_runs_poller_demo() -> None:
