@@ -4,6 +4,8 @@ The coordinator keeps a lease row for every shard of the stream, takes unowned a
 up to this replica's fair share and steals at most one at a time from the most loaded replica
 (`poller.core.lease_balance`), renews what it holds on its own task so a slow handler never loses
 a lease, and reports a lost lease at once so the shard stops before it could checkpoint again.
+Renewals run all at once, each with a deadline; a lease not confirmed for most of the lease period
+is fenced: its shard stops before any other replica could take it (`poller.core.lease_fencing`).
 
 A steal is a handoff: the thief writes itself as owner and the victim as `checkpointOwner`; the
 victim notices on its next renewal, stops the shard, and clears `checkpointOwner`; only then (or
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.core.clock import Clock
 from poller.core.lease_balance import ExpiryWatch, LeaseRow, plan_takes
+from poller.core.lease_fencing import LeaseTiming, Step
 from poller.core.shard_lineage import ShardInfo
 from poller.observability.metrics import MappingMetrics
 from poller.runtime.status import MappingStatus
@@ -40,10 +43,13 @@ def replica_id() -> str:
 @dataclass(slots=True)
 class Held:
     counter: int
-    renewed_at: float
+    confirmed_at: float
+    """When the last successful write to the lease (take, renew, checkpoint) started."""
     ready: bool
     """False while a stolen lease waits for its previous owner to let go."""
     taken_at: float
+    attempted_at: float | None = None
+    """When the last renewal attempt started, successful or not."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sequence_number: str | None = None
 
@@ -67,6 +73,7 @@ class LeaseCoordinator:
         self.mapping = mapping
         self.owner = owner
         self.failover_seconds = failover_seconds
+        self.timing = LeaseTiming(failover_seconds)
         self.clock = clock
         self.metrics = metrics
         self.held: dict[str, Held] = {}
@@ -131,9 +138,16 @@ class LeaseCoordinator:
                 if handed_over or now - held.taken_at > self.failover_seconds:
                     held.ready = True
         self._publish_held()
-        return {shard for shard, held in self.held.items() if held.ready}
+        # A take that answered late may already be near its fence: the renew loop drops it.
+        now = self.clock.monotonic()
+        return {
+            shard
+            for shard, held in self.held.items()
+            if held.ready and self.timing.safe(now, held.confirmed_at)
+        }
 
     async def _take(self, row: LeaseRow, *, steal: bool) -> None:
+        started = self.clock.monotonic()
         try:
             counter = await self.table.take(row, self.mapping, self.owner, steal=steal)
         except LeaseLost:
@@ -143,7 +157,7 @@ class LeaseCoordinator:
         item = self.items.get(row.shard_id)
         self.held[row.shard_id] = Held(
             counter=counter,
-            renewed_at=now,
+            confirmed_at=started,
             ready=not stolen,
             taken_at=now,
             sequence_number=item.sequence_number if item is not None else None,
@@ -154,50 +168,85 @@ class LeaseCoordinator:
     # -- holding -------------------------------------------------------------------------------
 
     async def renew_loop(self, stopping: asyncio.Event) -> None:
-        """Renew every held lease every failover/3, on this task only (never on the batch path)."""
-        interval = self.failover_seconds / 3
-        while not stopping.is_set():
-            for shard in list(self.held):
-                await self._renew(shard)
-            try:
-                async with asyncio.timeout(interval):
-                    await stopping.wait()
-            except TimeoutError:
-                pass
+        """Renew every held lease every lease/3, all at once and each within a deadline, on this
+        task only (never on the batch path); fence the shards whose leases are no longer sure."""
+        async with asyncio.TaskGroup() as stops:
+            while not stopping.is_set():
+                now = self.clock.monotonic()
+                due: list[tuple[str, float]] = []
+                for shard, held in list(self.held.items()):
+                    step = self._step(held, now)
+                    if step.action == "fence":
+                        self._fence(shard, stops)
+                    elif step.action == "renew":
+                        due.append((shard, step.timeout))
+                if due:
+                    # One hung renewal must not delay the others: each has its own deadline, and the
+                    # round ends by the latest of them, well before the next round is due.
+                    async with asyncio.TaskGroup() as renewals:
+                        for shard, timeout in due:
+                            renewals.create_task(self._renew(shard, timeout, stops))
+                await self._sleep_until(self._next_look(), stopping)
 
-    async def _renew(self, shard: str) -> None:
+    def _step(self, held: Held, now: float) -> Step:
+        return self.timing.step(now, confirmed_at=held.confirmed_at, attempted_at=held.attempted_at)
+
+    def _next_look(self) -> float:
+        now = self.clock.monotonic()
+        looks = [self._step(held, now).wake_at for held in self.held.values()]
+        # A lease taken meanwhile is due a whole renewal interval after its take: no need to wake.
+        return min(looks, default=now + self.timing.renew_every)
+
+    async def _sleep_until(self, wake_at: float, stopping: asyncio.Event) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, wake_at - self.clock.monotonic())):
+                await stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _renew(self, shard: str, timeout: float, stops: asyncio.TaskGroup) -> None:
         held = self.held.get(shard)
         if held is None:
             return
-        async with held.lock:
-            try:
+        started = self.clock.monotonic()
+        held.attempted_at = started
+        try:
+            # The deadline covers waiting for a checkpoint holding the lock and the client's retries.
+            async with asyncio.timeout(timeout), held.lock:
                 held.counter = await self.table.renew(self.mapping, shard, self.owner, held.counter)
-                held.renewed_at = self.clock.monotonic()
+                held.confirmed_at = max(held.confirmed_at, started)
                 return
-            except LeaseLost:
-                pass
-            except (ClientError, BotoCoreError) as exc:
-                # Could not reach the table: keep running only while the lease surely has not expired
-                # for the others (they wait the whole failover time before taking it).
-                self.log.warning("lease_renew_failed", shard=shard, error=str(exc)[:200])
-                if self.clock.monotonic() - held.renewed_at < self.failover_seconds * 0.6:
-                    return
-        await self._lose(shard)
+        except LeaseLost:
+            pass
+        except (ClientError, BotoCoreError, TimeoutError) as exc:
+            self.metrics.lease_renewal_failures.inc()
+            late = isinstance(exc, TimeoutError)
+            self.log.warning("lease_renew_failed", shard=shard, late=late, error=str(exc)[:200])
+            # Keep working only while no other replica could have taken the lease yet.
+            if self.timing.safe(self.clock.monotonic(), held.confirmed_at):
+                return
+        if self.held.get(shard) is held:  # not released, or lost and taken anew, meanwhile
+            self._fence(shard, stops)
 
-    async def _lose(self, shard: str) -> None:
-        held = self.held.pop(shard, None)
-        if held is None:
+    def _fence(self, shard: str, stops: asyncio.TaskGroup) -> None:
+        """Stop counting the lease as held now (no checkpoint passes from here on), then stop its
+        shard on a task of its own, so stopping never holds up the renewals of the other leases."""
+        if self.held.pop(shard, None) is None:
             return
         self.log.warning("lease_lost", shard=shard)
+        self._publish_held()
+        stops.create_task(self._stopped(shard), name=f"lease-lost:{shard}")
+
+    async def _stopped(self, shard: str) -> None:
         if self.stop_shard is not None:
             await self.stop_shard(shard)
-        self._publish_held()
         # If the lease was stolen from us, say we have stopped so the thief may start now.
         try:
-            item = await self.table.item(self.mapping, shard)
-            if item is not None and item.handoff_from == self.owner:
-                await self.table.let_go(self.mapping, shard, self.owner)
-        except (LeaseLost, ClientError, BotoCoreError) as exc:
+            async with asyncio.timeout(self.timing.renew_timeout):
+                item = await self.table.item(self.mapping, shard)
+                if item is not None and item.handoff_from == self.owner:
+                    await self.table.let_go(self.mapping, shard, self.owner)
+        except (LeaseLost, ClientError, BotoCoreError, TimeoutError) as exc:
             self.log.info("lease_handoff_not_acknowledged", shard=shard, error=str(exc)[:200])
         self.changed.set()
 
@@ -209,12 +258,13 @@ class LeaseCoordinator:
         async with held.lock:
             if not shard_end and not newer(sequence_number, held.sequence_number):
                 return
+            started = self.clock.monotonic()
             try:
                 held.counter = await self.table.checkpoint(
                     self.mapping, shard, self.owner, held.counter, sequence_number, shard_end
                 )
                 held.sequence_number = sequence_number or held.sequence_number
-                held.renewed_at = self.clock.monotonic()
+                held.confirmed_at = max(held.confirmed_at, started)
             except LeaseLost:
                 self.held.pop(shard, None)
                 self.changed.set()
