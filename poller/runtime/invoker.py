@@ -26,6 +26,7 @@ from poller.core.batch_result import (
     string_identifier,
 )
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
+from poller.core.redact import redact_urls
 from poller.observability.metrics import MappingMetrics
 from poller.targets.base import Target
 
@@ -116,7 +117,7 @@ class Invoker:
         if isinstance(result, BatchPartiallyFailed):
             fields["failed_records"] = len(result.failed_ids)
         elif isinstance(result, BatchFailed | BatchNotInvoked):
-            fields["error"] = _error_text(result)[:300]
+            fields |= _error_fields(outcome, result)
         self.log.info("batch_attempt", **fields)
         return Attempt(result, outcome, duration)
 
@@ -130,7 +131,32 @@ def _failed_count(result: BatchResult, count: int) -> int:
             return 0
 
 
-def _error_text(result: BatchFailed | BatchNotInvoked) -> str:
-    if isinstance(result, BatchFailed):
-        return result.reason
-    return f"{result.outcome.reason}: {result.outcome.detail}"
+ERROR_TEXT_LIMIT = 300
+
+
+def _error_fields(outcome: InvokeOutcome, result: BatchFailed | BatchNotInvoked) -> dict[str, Any]:
+    """What the log says about a failed attempt: never what the function sent (DESIGN §1.8).
+
+    A function's error body can quote the records it failed on, so only its type and size are
+    logged. Texts the engine wrote itself (a broken connection, a timeout, an unusable partial
+    response, a throttle) are kept, short and with any URL's credentials masked.
+    """
+    match outcome:
+        case FunctionFailed(payload=b""):  # no body: the failure was seen by the engine, not sent
+            return {"error_type": outcome.error_type, "error": _engine_text(outcome.error_message)}
+        case FunctionFailed():
+            return {"error_type": outcome.error_type, "error_bytes": len(outcome.payload)}
+        case TimedOut():
+            # `detail` is the function side's own wording; the engine's is enough here.
+            text = f"Task timed out after {outcome.timeout_seconds:.2f} seconds"
+            return {"error_type": "Sandbox.Timedout", "error": text}
+        case NotInvoked():
+            return {"error": _engine_text(f"{outcome.reason}: {outcome.detail}")}
+        case Succeeded():
+            assert isinstance(result, BatchFailed)
+            return {"error": _engine_text(result.reason), "response_bytes": len(outcome.payload)}
+
+
+def _engine_text(text: str) -> str:
+    # Masked before it is cut, so a cut cannot split a URL's credentials from the `@` that marks them.
+    return redact_urls(text)[:ERROR_TEXT_LIMIT]

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from poller.core.redact import redact_url, redact_urls
 from poller.observability.metrics import MappingMetrics
+from poller.targets.python_handler import leaked_handler_threads
 
 
 @dataclass
@@ -36,6 +38,7 @@ class MappingStatus:
     def __post_init__(self) -> None:
         self.state_transition_reason = self.state_transition_reason or self.user_reason
         self.metrics.set_state(self.state)
+        self.metrics.handler_threads_leaked.set_function(lambda: leaked_handler_threads(self.name))
 
     def transition(self, state: str, reason: str | None = None) -> None:
         self.state = state
@@ -60,11 +63,13 @@ class MappingStatus:
             "Name": self.name,
             "Source": self.source_kind,
             "EventSource": self.event_source,
-            "FunctionName": self.function_name,
+            # A URL FunctionName may carry credentials, and error texts may quote it (or another URL).
+            "FunctionName": redact_url(self.function_name),
             "State": self.state,
-            "StateTransitionReason": self.state_transition_reason,
+            "StateTransitionReason": redact_urls(self.state_transition_reason),
             "LastProcessingResult": self.last_processing_result,
             "Positions": self.positions,
+            "LeakedHandlerThreads": leaked_handler_threads(self.name),
             **({"Leases": self.leases} if self.leases is not None else {}),
         }
 
@@ -93,7 +98,7 @@ class ReloadStatus:
             "ok": self.ok,
             "trigger": self.trigger,
             "at": self.at,
-            "problems": list(self.problems),
+            "problems": [redact_urls(problem) for problem in self.problems],  # they may quote a FunctionName
             "added": list(self.added),
             "removed": list(self.removed),
             "changed": list(self.changed),

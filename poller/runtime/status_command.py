@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller.config.loader import find_settings_file, load_settings
+from poller.core.redact import redact_url, redact_urls
 
 DEFAULT_INTERVAL_SECONDS = 1.0
 TIMEOUT_SECONDS = 5.0
@@ -104,7 +105,8 @@ def format_status(document: Mapping[str, Any], throughput: Mapping[str, float] |
     if rows:
         lines += ["", *_table(COLUMNS, rows)]
     notes = [
-        f"{m.get('Name')}: {m.get('State')}: {m.get('StateTransitionReason')}"
+        # A service that predates redaction may still quote a URL with credentials in a reason.
+        redact_urls(f"{m.get('Name')}: {m.get('State')}: {m.get('StateTransitionReason')}")
         for m in mappings
         if m.get("State") not in ("Enabled", "Disabled")
         and m.get("StateTransitionReason") not in _USER_REASONS
@@ -116,7 +118,7 @@ def format_status(document: Mapping[str, Any], throughput: Mapping[str, float] |
         when = f"{reload.get('trigger')}, {reload.get('at')}"
         kept = "the last good mappings keep running" if reload.get("trigger") != "startup" else "others run"
         lines += ["", f"config: the last load ({when}) has errors; {kept}:"]
-        lines += [f"  {problem}" for problem in reload.get("problems") or []]
+        lines += [f"  {redact_urls(str(problem))}" for problem in reload.get("problems") or []]
     if isinstance(reload, Mapping) and reload.get("restart_required"):
         sections = ", ".join(reload["restart_required"])
         lines += ["", f"config: settings changed ({sections}); they apply after a restart"]
@@ -136,16 +138,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def fetch(url: str) -> bytes:
+    shown = redact_url(url)  # `--url` may carry credentials; the messages below end up in terminals
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as reply:
             body: bytes = reply.read()
             return body
     except urllib.error.HTTPError as exc:
-        raise Unreachable(f"{url} answered HTTP {exc.code}") from exc
+        raise Unreachable(f"{shown} answered HTTP {exc.code}") from exc
     except urllib.error.URLError as exc:
-        raise Unreachable(f"cannot reach {url}: {exc.reason}") from exc
+        raise Unreachable(redact_urls(f"cannot reach {shown}: {exc.reason}")) from exc
     except (OSError, ValueError) as exc:
-        raise Unreachable(f"cannot reach {url}: {exc}") from exc
+        raise Unreachable(redact_urls(f"cannot reach {shown}: {exc}")) from exc
 
 
 def read_status(base_url: str, interval_seconds: float) -> tuple[dict[str, Any], dict[str, float] | None]:
@@ -154,9 +157,9 @@ def read_status(base_url: str, interval_seconds: float) -> tuple[dict[str, Any],
     try:
         document = json.loads(body)
     except ValueError as exc:
-        raise Unreachable(f"{base_url}/status did not answer JSON") from exc
+        raise Unreachable(f"{redact_url(base_url)}/status did not answer JSON") from exc
     if not isinstance(document, dict) or "mappings" not in document:
-        raise Unreachable(f"{base_url}/status is not a poller's status document")
+        raise Unreachable(f"{redact_url(base_url)}/status is not a poller's status document")
     throughput: dict[str, float] | None = None
     if interval_seconds > 0:
         first, started = polled_totals(fetch(f"{base_url}/metrics").decode()), time.monotonic()

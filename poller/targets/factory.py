@@ -7,12 +7,15 @@ that cannot work fails at open with TargetConfigError, never on every invoke.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiobotocore.session
+from pydantic import SecretStr
 from yarl import URL
 
+from poller.core.redact import redact_url, redact_urls
 from poller.errors import TargetConfigError
 from poller.targets.base import Target
 from poller.targets.context import ContextFactory
@@ -45,6 +48,24 @@ class TargetSpec:
     search_paths: tuple[Path, ...] = ()
     """Extra directories for `python:` modules (the settings file's directory)."""
     memory_limit_in_mb: int = 128
+    http_headers: Mapping[str, Mapping[str, SecretStr]] = field(default_factory=dict)
+    """`targets.http_headers` of the settings: extra headers per `host` or `host:port`."""
+
+
+def headers_for(url: URL, http_headers: Mapping[str, Mapping[str, SecretStr]]) -> dict[str, SecretStr]:
+    """The headers configured for `url`'s host: a `host:port` entry wins over a `host` one.
+
+    The port is the URL's, explicit or the scheme's default, so `api.example.com:443` matches
+    `https://api.example.com/fn`. Hosts match case-insensitively; an IPv6 host may be written
+    with or without brackets.
+    """
+    host = (url.host or "").lower()
+    by_key = {key.strip().lower(): headers for key, headers in http_headers.items()}
+    candidates = [f"{host}:{url.port}", f"[{host}]:{url.port}", host, f"[{host}]"]
+    for key in candidates:
+        if key in by_key:
+            return dict(by_key[key])
+    return {}
 
 
 def _partition(region: str) -> str:
@@ -102,14 +123,23 @@ async def open_target(spec: TargetSpec, session: aiobotocore.session.AioSession 
         try:
             url = URL(name)
         except ValueError as exc:
-            raise TargetConfigError(f"FunctionName '{name}' is not a valid URL: {exc}") from exc
+            raise TargetConfigError(
+                f"FunctionName '{redact_url(name)}' is not a valid URL: {redact_urls(str(exc))}"
+            ) from exc
         if not url.host:
-            raise TargetConfigError(f"FunctionName '{name}' has no host")
-        return await HttpTarget.open(name, timeout_seconds=spec.timeout_seconds)
+            raise TargetConfigError(f"FunctionName '{redact_url(name)}' has no host")
+        headers = headers_for(url, spec.http_headers)
+        if (url.user, url.password) != (None, None) and any(h.lower() == "authorization" for h in headers):
+            # aiohttp refuses the pair on every request; say so once, here.
+            raise TargetConfigError(
+                f"FunctionName '{redact_url(name)}' has credentials in the URL and targets.http_headers "
+                f"gives an Authorization header for {url.host}: use one or the other"
+            )
+        return await HttpTarget.open(name, timeout_seconds=spec.timeout_seconds, headers=headers)
 
     if not _LAMBDA_FUNCTION_NAME.fullmatch(name):
         raise TargetConfigError(
-            f"FunctionName '{name}' is not python:package.module.function, an http(s) URL, "
+            f"FunctionName '{redact_url(name)}' is not python:package.module.function, an http(s) URL, "
             "a Lambda function name, name:alias or a Lambda function ARN"
         )
     return await LambdaTarget.open(

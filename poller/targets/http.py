@@ -8,11 +8,15 @@ anything that breaks after the request went out might have (a function error, at
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import aiohttp
+import orjson
 from multidict import CIMultiDictProxy
+from pydantic import SecretStr
 
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
+from poller.core.redact import redact_urls
 from poller.targets._responses import (
     function_error_outcome,
     parse_retry_after,
@@ -66,64 +70,110 @@ def classify_response(
     )
 
 
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024
-"""Lambda's limit on a synchronous invocation's response; more is Function.ResponseSizeTooLarge."""
+MAX_RESPONSE_BYTES = 6_291_556
+"""Lambda's limit on a synchronous invocation's response (spec functions-and-templates §1.4)."""
+
+RESPONSE_TOO_LARGE = orjson.dumps(
+    {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({MAX_RESPONSE_BYTES} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+)
+"""What Lambda's invoker gets, as an Unhandled function error, for a response over the limit."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, however many chunks it comes in, but never more than Lambda would take:
+    a target that never stops sending cannot grow our memory (DESIGN §3)."""
+    if response.content_length is not None and response.content_length > MAX_RESPONSE_BYTES:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class HttpTarget:
     kind: str = "http"
 
-    def __init__(self, url: str, *, timeout_seconds: float, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, SecretStr] | None = None,
+    ) -> None:
         self._url = url
         self._timeout = timeout_seconds
         self._session = session
+        # Kept as SecretStr until the request is built, so no repr of the target shows a value.
+        self._headers = dict(headers or {})
 
     @classmethod
-    async def open(cls, url: str, *, timeout_seconds: float) -> HttpTarget:
+    async def open(
+        cls, url: str, *, timeout_seconds: float, headers: Mapping[str, SecretStr] | None = None
+    ) -> HttpTarget:
         # One session (one connection pool) per target, created on the loop that will use it.
         timeout = aiohttp.ClientTimeout(
             total=timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds / 2)
         )
         session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
-        return cls(url, timeout_seconds=timeout_seconds, session=session)
+        return cls(url, timeout_seconds=timeout_seconds, session=session, headers=headers)
+
+    def _request_headers(self) -> dict[str, str]:
+        configured = {name: value.get_secret_value() for name, value in self._headers.items()}
+        return {**configured, "Content-Type": "application/json"}
 
     async def invoke(self, payload: bytes) -> InvokeOutcome:
         try:
             async with self._session.post(
                 self._url,
                 data=payload,
-                headers={"Content-Type": "application/json"},
-                # A redirect would resend the batch somewhere else (or drop it, on a 303 GET).
+                headers=self._request_headers(),
+                # A redirect would resend the batch (and its auth headers) somewhere else, or
+                # drop it on a 303 GET.
                 allow_redirects=False,
             ) as response:
-                # Lambda caps a synchronous response at 6 MB; read no further than that, so a
-                # target that never stops sending cannot grow our memory (DESIGN §3).
-                body = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(body) > MAX_RESPONSE_BYTES:
-                    return FunctionFailed(
-                        error_type="Function.ResponseSizeTooLarge",
-                        error_message=f"Response payload size exceeded maximum allowed payload size "
-                        f"({MAX_RESPONSE_BYTES} bytes).",
+                try:
+                    body = await _read_body(response)
+                except _TooLarge:
+                    response.close()  # the rest is unread: this connection cannot be reused
+                    return function_error_outcome(
+                        RESPONSE_TOO_LARGE,
+                        "Unhandled",
                         status_code=response.status,
-                        request_id=response.headers.get("X-Amz-Request-Id", ""),
+                        executed_version=response.headers.get("X-Amz-Executed-Version", "$LATEST"),
+                        request_id=_request_id(response.headers),
+                        timeout_seconds=self._timeout,
                     )
                 return classify_response(
                     response.status, response.headers, body, timeout_seconds=self._timeout
                 )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return NotInvoked("unreachable", f"{type(exc).__name__}: {exc}")
+            return NotInvoked("unreachable", _describe(exc))
         except TimeoutError:  # the total timeout: the request went out, the function overran
             return TimedOut(self._timeout)
         except aiohttp.InvalidURL as exc:
-            return NotInvoked("unreachable", f"{type(exc).__name__}: {exc}")
+            return NotInvoked("unreachable", _describe(exc))
         except aiohttp.ClientError as exc:
             # Disconnects, resets and malformed replies after sending: the function may have run.
-            return FunctionFailed(
-                error_type="ConnectionError",
-                error_message=f"{type(exc).__name__}: {exc}",
-                status_code=0,
-            )
+            return FunctionFailed(error_type="ConnectionError", error_message=_describe(exc), status_code=0)
 
     async def aclose(self) -> None:
         if not self._session.closed:
             await self._session.close()
+
+
+def _describe(exc: Exception) -> str:
+    # aiohttp quotes the URL in some errors (InvalidURL, ClientResponseError), credentials and all.
+    return redact_urls(f"{type(exc).__name__}: {exc}")

@@ -51,6 +51,8 @@ def test_defaults_are_the_documented_ones() -> None:
             "lease_seconds": 10.0,
         },
         "http": {"host": "0.0.0.0", "port": 8080},
+        "targets": {"http_headers": {}},
+        "destinations": {"file_root": Path("var/destinations")},
         "mappings": (Path("mappings"),),
         "log": {"format": "json", "level": "info"},
         "shutdown": {"drain_seconds": 25.0},
