@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,6 +30,7 @@ from poller.observability.metrics import MappingMetrics
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus
 from poller.sources import sqs_calls
+from poller.sources.sqs_visibility_keeper import VisibilityKeeper
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -40,16 +40,6 @@ BUFFER_CAPACITY = 100
 """Messages held between receive and invoke; small, because their visibility timers are running."""
 MAX_RECEIVERS = 10
 RECEIVE_WAIT_SECONDS = 20
-GIVE_BACK_SECONDS = 5.0
-
-
-@dataclass(slots=True)
-class Held:
-    """A received message still in hand, and when SQS will make it visible again."""
-
-    message: SqsMessage
-    deadline: float
-    extendable: bool = True
 
 
 class SqsSource:
@@ -85,7 +75,7 @@ class SqsSource:
         self.filters: FilterSet | None = (
             compile_filters(mapping.filter_patterns, source="sqs") if mapping.filter_patterns else None
         )
-        self.held: dict[str, Held] = {}
+        self.keeper = VisibilityKeeper(mapping, client=client, metrics=metrics, clock=clock)
         self.in_flight = 0
         self.forming = 0
         # One lock, two conditions: receive loops wait for room in the buffer, the dispatcher for
@@ -97,7 +87,6 @@ class SqsSource:
         """Receive loops inside a ReceiveMessage call: `stop` cancels their long polls."""
         self.stopping = asyncio.Event()
         self.queue_url = ""
-        self.visibility_timeout = 30
         self.receivers = 0
         self.last_receive_full = False
 
@@ -121,12 +110,12 @@ class SqsSource:
                 f"Function timeout: {self.mapping.function_timeout_seconds} seconds"
             )
         self.queue_url = info.url
-        self.visibility_timeout = info.visibility_timeout_seconds
+        self.keeper.configure(info.url, info.visibility_timeout_seconds)
         self.status.running()
         self.log.info("mapping_started", queue=self.mapping.queue_name, concurrency=self.scaler.target)
         try:
             async with asyncio.TaskGroup() as outer:
-                keeper = outer.create_task(self._visibility_loop())
+                keeper = outer.create_task(self.keeper.run())
                 async with asyncio.TaskGroup() as work:
                     work.create_task(self._receive_manager(work))
                     work.create_task(self._dispatch_loop(work))
@@ -203,11 +192,10 @@ class SqsSource:
                 filtered.append((record["messageId"], record["receiptHandle"]))
                 continue
             out.append(from_record(record))
-        for message in out:
-            self.held[message.receipt_handle] = Held(message, received_at + self.visibility_timeout)
+        self.keeper.hold(out, received_at)
         if filtered:
             # spec §5.1 item 2, §7.5: messages that match no filter are deleted at once, unseen.
-            await sqs_calls.delete_messages(self.client, self.queue_url, filtered)
+            await self._delete_handles(filtered)
             self.metrics.records_filtered.inc(len(filtered))
         self.metrics.records_polled.inc(len(raw))
         return out
@@ -248,7 +236,7 @@ class SqsSource:
                 self._gauge_buffered()
                 self.work.notify()
                 return
-        await self._give_back(messages)
+        await self.keeper.give_back(messages)
 
     def _notify_room(self) -> None:
         """Wake as many waiting receive loops as the buffer has room for a full receive (at least
@@ -351,6 +339,7 @@ class SqsSource:
                         if await self._wait_before_reinvoke(batch, throttles, outcome.retry_after_seconds):
                             continue
                         failed_groups = set(groups)
+                        await self.keeper.give_back(batch)
                 break
         finally:
             await self._finish(batch, groups, failed_groups)
@@ -358,33 +347,24 @@ class SqsSource:
     async def _wait_before_reinvoke(
         self, batch: list[SqsMessage], throttles: int, retry_after: float | None
     ) -> bool:
-        """After a throttle, back off and try again while the messages are still ours (spec §5.1 item 6).
+        """After a throttle, back off and try again while the messages are surely ours (spec §5.1 item 6).
 
-        Lambda keeps retrying a throttled batch until its visibility timeout expires; then the
-        messages simply reappear in the queue. So the keeper stops extending them, and the wait
-        must end before the earliest of their deadlines.
+        The keeper goes on extending them, but the wait and a whole invoke must end within the
+        visibility SQS confirmed, or the messages could be redelivered mid-invoke and run twice at
+        once; checked again after the wait, in case an extension failed meanwhile. If not, the
+        caller gives them back.
         """
-        now = self.clock.monotonic()
-        self.scaler.throttled(now)
+        self.scaler.throttled(self.clock.monotonic())
         delay = (
             retry_after if retry_after is not None else backoff_seconds(throttles) * random.uniform(0.5, 1.0)
         )
-        deadline = min(
-            (self.held[m.receipt_handle].deadline for m in batch if m.receipt_handle in self.held),
-            default=now,
-        )
-        for message in batch:
-            held = self.held.get(message.receipt_handle)
-            if held is not None:
-                held.extendable = False
-        if now + delay >= deadline - 1.0 or self.stopping.is_set():
+        if self.stopping.is_set() or not self.keeper.reinvoke_fits(batch, delay):
             return False
-        return not await self._wait_stopping(delay)
+        return not await self._wait_stopping(delay) and self.keeper.reinvoke_fits(batch, 0.0)
 
     async def _finish(self, batch: list[SqsMessage], groups: set[str], failed_groups: set[str]) -> None:
         """Release the batch's slot and groups; hand back what must not overtake a failed group."""
-        for message in batch:
-            self.held.pop(message.receipt_handle, None)
+        self.keeper.release(batch)
         async with self.lock:
             overtakers = self.buffer.remove_groups(failed_groups) if failed_groups else []
             self.buffer.groups_in_flight -= groups
@@ -394,64 +374,25 @@ class SqsSource:
             self._notify_room()
             self.work.notify()
         if overtakers:
-            await self._give_back(overtakers)
+            await self.keeper.give_back(overtakers)
 
     async def _delete(self, messages: list[SqsMessage]) -> None:
-        if not messages:
-            return
-        deleted = await sqs_calls.delete_messages(
-            self.client, self.queue_url, [(m.message_id, m.receipt_handle) for m in messages]
-        )
-        self.metrics.records_deleted.inc(deleted)
+        if messages:
+            deleted = await self._delete_handles([(m.message_id, m.receipt_handle) for m in messages])
+            self.metrics.records_deleted.inc(deleted)
 
-    # -- visibility ------------------------------------------------------------------------------
-
-    def _extension_seconds(self) -> int:
-        """How far to push a message's visibility while it is still in hand (spec §5.1 item 7)."""
-        return max(
-            int(self.visibility_timeout),
-            self.mapping.maximum_batching_window_seconds + self.mapping.function_timeout_seconds + 30,
-        )
-
-    async def _visibility_loop(self) -> None:
-        margin = min(5.0, max(0.5, self.visibility_timeout / 4))
-        while True:
-            await asyncio.sleep(min(1.0, margin / 2))
-            now = self.clock.monotonic()
-            due = [h for h in self.held.values() if h.extendable and h.deadline - now <= margin]
-            if not due:
-                continue
-            extension = self._extension_seconds()
-            await sqs_calls.change_visibility(
-                self.client,
-                self.queue_url,
-                [(h.message.message_id, h.message.receipt_handle) for h in due],
-                extension,
-            )
-            for held in due:
-                held.deadline = now + extension
-            self.log.debug("visibility_extended", messages=len(due), seconds=extension)
-
-    async def _give_back(self, messages: list[SqsMessage]) -> None:
-        """Make messages visible again at once: received, never invoked (DESIGN §3)."""
-        for message in messages:
-            self.held.pop(message.receipt_handle, None)
-        if messages and self.queue_url:
-            await sqs_calls.change_visibility(
-                self.client, self.queue_url, [(m.message_id, m.receipt_handle) for m in messages], 0
-            )
+    async def _delete_handles(self, handles: list[tuple[str, str]]) -> int:
+        """Delete; a message SQS did not confirm is redelivered later, and counted here."""
+        deleted = len(await sqs_calls.delete_messages(self.client, self.queue_url, handles))
+        if failed := len(handles) - deleted:
+            self.metrics.ack_failures["delete"].inc(failed)
+        return deleted
 
     async def _give_back_all(self) -> None:
         pending = self.buffer.drain()
         self._gauge_buffered()
-        if not pending:
-            return
-        try:
-            async with asyncio.timeout(GIVE_BACK_SECONDS):
-                await self._give_back(pending)
-        except TimeoutError:
-            self.log.warning("give_back_timed_out", messages=len(pending))
-        self.log.info("messages_given_back", messages=len(pending))
+        if pending:
+            await self.keeper.give_back_on_exit(pending)
 
     def _gauge_buffered(self, forming: int = 0) -> None:
         self.forming = forming

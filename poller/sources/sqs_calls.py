@@ -7,9 +7,9 @@ or a `SourceError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -70,13 +70,27 @@ def _chunks(items: Sequence[tuple[str, str]], size: int = 10) -> Iterable[Sequen
         yield items[start : start + size]
 
 
-async def delete_messages(client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]]) -> int:
-    """DeleteMessageBatch in chunks of 10; returns how many were deleted.
+def _confirmed(chunk: Sequence[tuple[str, str]], reply: Mapping[str, Any], event: str) -> set[str]:
+    """The receipt handles of `chunk` a batch reply lists as `Successful`; its `Failed` are logged."""
+    confirmed: set[str] = set()
+    for success in reply.get("Successful", []):
+        index = int(success["Id"])
+        if 0 <= index < len(chunk):
+            confirmed.add(chunk[index][1])
+    for failure in reply.get("Failed", []):
+        index = int(failure["Id"])
+        message_id = chunk[index][0] if 0 <= index < len(chunk) else failure["Id"]
+        log.warning(event, message_id=message_id, code=failure.get("Code"))
+    return confirmed
+
+
+async def delete_messages(client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]]) -> set[str]:
+    """DeleteMessageBatch in chunks of 10; returns the receipt handles SQS confirmed deleted.
 
     A message that cannot be deleted (an expired receipt handle, say) is redelivered later, which
     at-least-once delivery allows; it is logged, never retried here with a stale handle.
     """
-    deleted = 0
+    deleted: set[str] = set()
     for chunk in _chunks(handles):
         entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle) in enumerate(chunk)]
         try:
@@ -84,17 +98,18 @@ async def delete_messages(client: SQSClient, queue_url: str, handles: Sequence[t
         except (ClientError, BotoCoreError) as exc:
             log.warning("delete_failed", messages=len(chunk), error=str(exc)[:300])
             continue
-        deleted += len(reply.get("Successful", []))
-        for failure in reply.get("Failed", []):
-            log.warning("delete_failed", message_id=chunk[int(failure["Id"])][0], code=failure.get("Code"))
+        deleted |= _confirmed(chunk, reply, "delete_failed")
     return deleted
 
 
 async def change_visibility(
     client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]], timeout_seconds: int
-) -> int:
-    """ChangeMessageVisibilityBatch in chunks of 10; returns how many changed."""
-    changed = 0
+) -> set[str]:
+    """ChangeMessageVisibilityBatch in chunks of 10; returns the receipt handles SQS confirmed.
+
+    Neither a failed call nor a `Failed` entry changed anything: the caller must not assume it did.
+    """
+    changed: set[str] = set()
     for chunk in _chunks(handles):
         entries = [
             {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": timeout_seconds}
@@ -105,5 +120,5 @@ async def change_visibility(
         except (ClientError, BotoCoreError) as exc:
             log.warning("change_visibility_failed", messages=len(chunk), error=str(exc)[:300])
             continue
-        changed += len(reply.get("Successful", []))
+        changed |= _confirmed(chunk, reply, "change_visibility_failed")
     return changed
