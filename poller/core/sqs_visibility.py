@@ -87,6 +87,11 @@ def after_extension(
     return replace(entry, failed_tries=tries, lost=tries >= max_tries or entry.deadline <= now)
 
 
+def invocable(entry: Visibility | None, now: float) -> bool:
+    """Whether a message in hand is still surely ours to invoke: not lost, deadline not passed."""
+    return entry is not None and not entry.lost and entry.deadline > now
+
+
 def trusted_deadline(entries: Sequence[Visibility | None], now: float) -> float | None:
     """The earliest confirmed deadline of a batch; None if any message is no longer surely ours."""
     if not entries or any(e is None or e.lost or e.deadline <= now for e in entries):

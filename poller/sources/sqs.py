@@ -25,7 +25,7 @@ from poller.core.filtering import FilterSet, compile_filters, sqs_view
 from poller.core.message_buffer import MessageBuffer
 from poller.core.scaling import ConcurrencyScaler, backoff_seconds
 from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, build_record, encode_event, from_record
-from poller.errors import ConfigError, SourceUnavailable, first_error
+from poller.errors import SourceUnavailable, first_error
 from poller.observability.metrics import MappingMetrics
 from poller.runtime.invoker import Invoker
 from poller.runtime.status import MappingStatus
@@ -103,14 +103,8 @@ class SqsSource:
 
     async def run(self) -> None:
         info = await sqs_calls.describe_queue(self.client, self.mapping.queue_name, self.mapping.account_id)
-        if info.visibility_timeout_seconds < self.mapping.function_timeout_seconds:
-            # AWS rejects this mapping at create time with this message (spec §1.6).
-            raise ConfigError(
-                f"Queue visibility timeout: {info.visibility_timeout_seconds} seconds is less than "
-                f"Function timeout: {self.mapping.function_timeout_seconds} seconds"
-            )
         self.queue_url = info.url
-        self.keeper.configure(info.url, info.visibility_timeout_seconds)
+        self.keeper.configure_checked(info.url, info.visibility_timeout_seconds)
         self.status.running()
         self.log.info("mapping_started", queue=self.mapping.queue_name, concurrency=self.scaler.target)
         try:
@@ -201,11 +195,8 @@ class SqsSource:
         return out
 
     async def _long_poll(self) -> ReceiveMessageResultTypeDef | None:
-        """One ReceiveMessage; None if `stop` cut its long poll short.
-
-        A message SQS was handing over in that instant stays invisible until its timeout, then
-        is redelivered (at-least-once). Any other cancellation (the drain deadline) goes on up.
-        """
+        """One ReceiveMessage; None if `stop` cut its long poll short (a message handed over in that
+        instant is redelivered after its timeout). Other cancellations (the drain) go on up."""
         task = asyncio.current_task()
         assert task is not None
         self.polling.add(task)
@@ -259,7 +250,9 @@ class SqsSource:
                     return
                 # Claim the slot before the window opens, so a batch being gathered counts.
                 self.in_flight += 1
-            batch = await self._gather()
+            batch, lost = self.keeper.split_lost(await self._gather())
+            if lost:
+                await self._give_up(lost)
             if not batch:
                 async with self.work:
                     self.in_flight -= 1
@@ -375,6 +368,14 @@ class SqsSource:
             self.work.notify()
         if overtakers:
             await self.keeper.give_back(overtakers)
+
+    async def _give_up(self, lost: list[SqsMessage]) -> None:
+        """Hand back messages whose visibility was not kept, and their FIFO groups' followers."""
+        groups = {m.group_id for m in lost if m.group_id is not None}
+        async with self.lock:
+            followers = self.buffer.remove_groups(groups) if groups else []
+            self._gauge_buffered()
+        await self.keeper.give_back([*lost, *followers])
 
     async def _delete(self, messages: list[SqsMessage]) -> None:
         if messages:

@@ -21,6 +21,7 @@ from poller.core import sqs_visibility
 from poller.core.clock import Clock
 from poller.core.sqs_event import SqsMessage
 from poller.core.sqs_visibility import Visibility
+from poller.errors import ConfigError
 from poller.observability.metrics import MappingMetrics
 from poller.sources import sqs_calls
 
@@ -66,6 +67,16 @@ class VisibilityKeeper:
             visibility_timeout, self.window_seconds, self.function_timeout_seconds
         )
 
+    def configure_checked(self, queue_url: str, visibility_timeout: int) -> None:
+        """`configure`, refusing a queue whose timeout is shorter than the function's."""
+        if visibility_timeout < self.function_timeout_seconds:
+            # AWS rejects this mapping at create time with this message (spec §1.6).
+            raise ConfigError(
+                f"Queue visibility timeout: {visibility_timeout} seconds is less than "
+                f"Function timeout: {self.function_timeout_seconds} seconds"
+            )
+        self.configure(queue_url, visibility_timeout)
+
     def hold(self, messages: Iterable[SqsMessage], received_at: float) -> None:
         for message in messages:
             self.held[message.receipt_handle] = Held(
@@ -82,6 +93,30 @@ class VisibilityKeeper:
             held = self.held.get(message.receipt_handle)
             out.append(None if held is None else held.visibility)
         return out
+
+    def split_lost(self, batch: list[SqsMessage]) -> tuple[list[SqsMessage], list[SqsMessage]]:
+        """(what may be invoked, what is no longer surely ours), FIFO order kept.
+
+        A lost message may be visible again and received elsewhere, so invoking it could run it
+        twice at once: it is left to SQS. A FIFO message behind a lost one in its group must not
+        overtake it, so it goes with it (the caller gives it back).
+        """
+        now = self.clock.monotonic()
+        lost_groups: set[str | None] = set()
+        keep: list[SqsMessage] = []
+        dropped: list[SqsMessage] = []
+        for message, entry in zip(batch, self.visibilities(batch), strict=True):
+            if sqs_visibility.invocable(entry, now) and (
+                message.group_id is None or message.group_id not in lost_groups
+            ):
+                keep.append(message)
+                continue
+            dropped.append(message)
+            if message.group_id is not None:
+                lost_groups.add(message.group_id)
+        if dropped:
+            self.log.warning("lost_messages_not_invoked", messages=len(dropped))
+        return keep, dropped
 
     def reinvoke_fits(self, messages: list[SqsMessage], wait: float) -> bool:
         """Whether a throttled batch may be invoked again after `wait` seconds (spec §5.1 item 6)."""

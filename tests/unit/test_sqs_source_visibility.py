@@ -139,7 +139,13 @@ class Harness:
 
 @asynccontextmanager
 async def running(
-    queue: QueueDouble, script: list[Step], *, function_timeout: int = 1, clock: ManualClock | None = None
+    queue: QueueDouble,
+    script: list[Step],
+    *,
+    function_timeout: int = 1,
+    clock: ManualClock | None = None,
+    batch_size: int = 10,
+    maximum_concurrency: int | None = None,
 ) -> AsyncIterator[Harness]:
     clock = clock or ManualClock(now=START)
     metrics = Metrics(CollectorRegistry())
@@ -156,10 +162,10 @@ async def running(
         function_name="python:h.handler",
         function_timeout_seconds=function_timeout,
         enabled=True,
-        batch_size=10,
+        batch_size=batch_size,
         maximum_batching_window_seconds=0,
         report_batch_item_failures=False,
-        maximum_concurrency=None,
+        maximum_concurrency=maximum_concurrency,
         minimum_pollers=None,
         maximum_pollers=None,
     )
@@ -282,3 +288,24 @@ async def test_a_throttled_batch_is_given_back_when_the_reinvoke_would_outlive_i
         assert h.target.calls == 1, "not invoked again"
         assert queue.deleted == []
         assert h.source.keeper.held == {}
+
+
+async def test_a_buffered_message_whose_visibility_was_lost_is_never_invoked_but_given_back() -> None:
+    """Issue 13 §2.2: a message the keeper could not keep invisible may already be someone else's;
+    invoking it later could run it twice at once, so it is handed back to SQS instead."""
+    release = asyncio.Event()
+    messages = [raw_message(1), raw_message(2), raw_message(3)]
+    queue = QueueDouble(2, messages, refuse_visibility={"handle-3": 99})
+    async with running(queue, [block_until(release)], batch_size=1, maximum_concurrency=2) as h:
+        await wait_until(lambda: h.target.calls == 2, timeout=5, what="two batches in flight, one buffered")
+        h.clock.advance(1.6)
+        await wait_until(
+            lambda: h.source.keeper.held["handle-3"].visibility.lost, timeout=5, what="handle-3 given up"
+        )
+        h.clock.advance(1.0)  # past handle-3's last confirmed deadline
+        release.set()
+        await wait_until(lambda: len(queue.deleted) == 2, timeout=5, what="the two invoked ones deleted")
+        await wait_until(lambda: queue.calls_with(0) != [], timeout=5, what="handle-3 handed back")
+        assert queue.calls_with(0)[0] == ["handle-3"]
+        assert h.target.calls == 2, "the lost message was not invoked"
+        assert sorted(queue.deleted) == ["handle-1", "handle-2"]
