@@ -28,7 +28,8 @@ The rules, all of them in this file (spec §5.2, §4.2, §14 items 1–2):
   from zero (§14 item 1's recommendation: a single record follows `MaximumRetryAttempts` exactly).
 - Otherwise a failure counts one attempt; beyond `MaximumRetryAttempts` (-1: never) the segment is
   sent with `RetryAttemptsExhausted` and the invoke count of attempts, i.e. MaximumRetryAttempts+1.
-- A batch that never reached the function backs off and consumes no attempt.
+- A batch that never reached the function backs off (its Retry-After, if any, capped at the
+  backoff maximum) and consumes no attempt.
 - Records are only checkpointed after they were acknowledged or handed to the destination, so a
   `SendToDestination` always comes before the `Checkpoint` that passes its records.
 """
@@ -162,8 +163,10 @@ class StreamBatchProcess:
         match result:
             case BatchNotInvoked(outcome=not_invoked):
                 self._throttles += 1
-                hint = not_invoked.retry_after_seconds
-                delay = hint if hint is not None else self._policy.backoff.delay(self._throttles)
+                backoff, hint = self._policy.backoff, not_invoked.retry_after_seconds
+                # A Retry-After is honoured only up to the longest backoff: a huge or bogus one
+                # would otherwise hold the shard for as long as the target asked.
+                delay = min(hint, backoff.max_seconds) if hint is not None else backoff.delay(self._throttles)
                 self._pending.append(Backoff(max(delay, 0.0), "throttled"))
             case BatchSucceeded() | BatchPartiallyFailed(failed_ids=()):
                 # An empty failure list is a success (spec §4.2), whoever built the result.

@@ -15,7 +15,6 @@ from poller.core.dynamodb_event import creation_epoch, dynamodb_record, item_key
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import serialise_record
 from poller.core.stream_retry import StreamRecordRef
-from poller.errors import SourceNotFound
 from poller.sources.stream_api import (
     AfterSequence,
     AtTimestamp,
@@ -28,6 +27,7 @@ from poller.sources.stream_api import (
     StreamItem,
     TrimHorizon,
     error_code,
+    not_found,
 )
 
 if TYPE_CHECKING:
@@ -49,11 +49,6 @@ class DynamoDbStreamsApi:
         self._skip_before: dict[str, float] = {}
         """Per shard: records created before this instant are skipped (the AT_TIMESTAMP stand-in)."""
 
-    def _not_found(self, exc: ClientError) -> Exception:
-        if error_code(exc) == "ResourceNotFoundException":
-            return SourceNotFound(f"Stream not found: {self.stream_arn}")
-        return exc
-
     async def retention_seconds(self) -> float:
         return RETENTION_SECONDS
 
@@ -74,7 +69,7 @@ class DynamoDbStreamsApi:
                 if not after:
                     return shards
         except ClientError as exc:
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn) from exc
 
     async def iterator(self, shard_id: str, start: StartAt) -> str:
         args: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id}
@@ -98,7 +93,7 @@ class DynamoDbStreamsApi:
                 raise PositionTrimmed(code) from exc
             if code in _THROTTLED:
                 raise ReadThrottled(code) from exc
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn, shard_id) from exc
         return reply["ShardIterator"]
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
@@ -112,7 +107,7 @@ class DynamoDbStreamsApi:
                 raise PositionTrimmed(code) from exc
             if code in _THROTTLED:
                 raise ReadThrottled(code) from exc
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn, shard_id) from exc
         skip_before = self._skip_before.get(shard_id)
         items = []
         for raw in reply.get("Records", []):

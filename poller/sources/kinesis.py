@@ -15,7 +15,6 @@ from poller.core.kinesis_event import KinesisRecordContext, kinesis_record
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import serialise_record
 from poller.core.stream_retry import StreamRecordRef
-from poller.errors import SourceNotFound
 from poller.sources.stream_api import (
     AfterSequence,
     AtTimestamp,
@@ -28,6 +27,7 @@ from poller.sources.stream_api import (
     StreamItem,
     TrimHorizon,
     error_code,
+    not_found,
 )
 
 if TYPE_CHECKING:
@@ -56,17 +56,11 @@ class KinesisApi:
         self.region = region
         self.invoke_identity_arn = invoke_identity_arn
 
-    def _not_found(self, exc: ClientError) -> Exception:
-        if error_code(exc) == "ResourceNotFoundException":
-            # spec §1.6: what AWS says when the stream does not exist.
-            return SourceNotFound(f"Stream not found: {self.stream_arn}")
-        return exc
-
     async def retention_seconds(self) -> float:
         try:
             summary = await self.client.describe_stream_summary(StreamName=self.stream_name)
         except ClientError as exc:
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn) from exc
         return float(summary["StreamDescriptionSummary"]["RetentionPeriodHours"]) * 3600.0
 
     async def list_shards(self) -> list[ShardInfo]:
@@ -89,7 +83,7 @@ class KinesisApi:
                 if not token:
                     return shards
         except ClientError as exc:
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn) from exc
 
     async def iterator(self, shard_id: str, start: StartAt) -> str:
         args: dict[str, Any] = {"StreamName": self.stream_name, "ShardId": shard_id}
@@ -113,7 +107,7 @@ class KinesisApi:
             if code == "InvalidArgumentException" and isinstance(start, AfterSequence):
                 # A checkpoint older than the retention period no longer names a record.
                 raise PositionTrimmed(str(exc)) from exc
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn, shard_id) from exc
         return reply["ShardIterator"]
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
@@ -125,7 +119,7 @@ class KinesisApi:
                 raise IteratorExpired(code) from exc
             if code in _THROTTLED:
                 raise ReadThrottled(code) from exc
-            raise self._not_found(exc) from exc
+            raise not_found(exc, self.stream_arn, shard_id) from exc
         context = KinesisRecordContext(
             shard_id=shard_id,
             stream_arn=self.stream_arn,

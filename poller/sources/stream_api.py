@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
+from poller.errors import SourceNotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +106,25 @@ class StreamApi(Protocol):
 def error_code(exc: ClientError) -> str:
     """The AWS error code of a refused call ("" when the reply has none)."""
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def not_found(exc: ClientError, stream_arn: str, shard_id: str | None = None) -> Exception:
+    """A ResourceNotFoundException as the `SourceNotFound` naming what is missing; other errors as
+    they are.
+
+    ResourceNotFound covers the stream, one of its shards and a Kinesis consumer alike, and only the
+    message tells which. The message leads with the resource ("Stream x under account ... not
+    found", "Shard ... in stream ... does not exist", "Could not find shard ...", "Consumer ...";
+    DynamoDB Streams prefixes "Requested resource not found: "), so its head is what is matched:
+    a stream's own name may contain "shard" or "consumer".
+    """
+    if error_code(exc) != "ResourceNotFoundException":
+        return exc
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    head = message.lower().removeprefix("requested resource not found:").strip()
+    if head.startswith("consumer"):
+        return SourceNotFound(f"Consumer not found: {message}")
+    if head.startswith(("shard", "could not find shard")) or (shard_id is not None and shard_id in message):
+        return SourceNotFound(f"Shard not found: {shard_id or '?'} in {stream_arn} ({message})")
+    # spec §1.6: what AWS says when the stream does not exist.
+    return SourceNotFound(f"Stream not found: {stream_arn}")

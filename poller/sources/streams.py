@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ LANE_CAPACITY_MIN: Final = 100
 MAX_READ_BACKOFF_SECONDS: Final = 30.0
 LATEST_ANCHOR_MARGIN_SECONDS: Final = 1.0
 """Resuming a LATEST shard that delivered nothing yet starts this much before the enable time."""
+STORE_ERRORS: Final = (ClientError, BotoCoreError, sqlite3.Error)
+"""What a lease table or checkpoint store raises when it cannot be reached now: retried later."""
 
 
 @dataclass(slots=True)
@@ -182,19 +185,11 @@ class StreamSource:
                     done = finished | leases.finished() if leases is not None else finished
                     ready = ready_to_start(listed, finished=done, running=running.keys())
                     if leases is not None:
-                        # Workable: every unfinished shard whose parents are done, running or not.
-                        workable = {s.shard_id for s in ready_to_start(listed, finished=done, running=())}
-                        allowed = await leases.acquire(workable)
+                        allowed = await self._acquire(leases, listed, done)
                         ready = [shard for shard in ready if shard.shard_id in allowed]
                     for shard in ready:
-                        start = first_starts.pop(shard.shard_id, None) or await self._start_of(shard.shard_id)
-                        if start is None:
-                            finished.add(shard.shard_id)
-                            continue
-                        worker = ShardWorker(self, shard.shard_id, start, finished)
-                        running[shard.shard_id] = group.create_task(
-                            self._run_worker(worker, running), name=f"shard:{shard.shard_id}"
-                        )
+                        start = first_starts.pop(shard.shard_id, None)
+                        await self._start_shard(group, shard.shard_id, start, finished)
                     await self._wait_changed(self.refresh_seconds)
                     listed = await self._relist(listed)
                     if leases is not None and not self.stopping.is_set():
@@ -210,9 +205,39 @@ class StreamSource:
         try:
             await leases.read()
             await leases.ensure_rows(listed, anchor_at=None)
-        except (ClientError, BotoCoreError) as exc:
-            self.metrics.poll_errors.inc()
-            self.log.warning("lease_table_read_failed", error=str(exc)[:300])
+        except STORE_ERRORS as exc:
+            self._call_failed("lease_table_read_failed", exc)
+
+    async def _acquire(self, leases: LeaseCoordinator, listed: list[ShardInfo], done: set[str]) -> set[str]:
+        """The shards this replica may start now: none this pass if the lease table is unreachable."""
+        # Workable: every unfinished shard whose parents are done, running or not.
+        workable = {s.shard_id for s in ready_to_start(listed, finished=done, running=())}
+        try:
+            return await leases.acquire(workable)
+        except STORE_ERRORS as exc:
+            self._call_failed("lease_acquire_failed", exc)
+            return set()
+
+    async def _start_shard(
+        self, group: asyncio.TaskGroup, shard_id: str, start: StartAt | None, finished: set[str]
+    ) -> None:
+        """Start a shard's worker (where its checkpoint says, unless `start` is given); a shard
+        whose checkpoint cannot be read now waits for the next pass while the others run on."""
+        try:
+            start = start or await self._start_of(shard_id)
+        except STORE_ERRORS as exc:
+            self._call_failed("checkpoint_read_failed", exc, shard=shard_id)
+            return
+        if start is None:
+            finished.add(shard_id)
+            return
+        work = self._run_worker(ShardWorker(self, shard_id, start, finished), self.running)
+        self.running[shard_id] = group.create_task(work, name=f"shard:{shard_id}")
+
+    def _call_failed(self, event: str, exc: Exception, **fields: str) -> None:
+        """A scheduling call failed for now: counted and logged; the next pass tries again."""
+        self.metrics.poll_errors.inc()
+        self.log.warning(event, error=str(exc)[:300], **fields)
 
     async def _stop_shard(self, shard_id: str) -> None:
         """A lost lease: stop the shard's worker now, before it could checkpoint again."""
@@ -262,6 +287,8 @@ class StreamSource:
             self.log.warning("shard_stopped_lease_lost", shard=worker.shard_id, error=str(lost.exceptions[0]))
         finally:
             running.pop(worker.shard_id, None)
+            # What its lanes still held is dropped with them (read again from the checkpoint).
+            self.metrics.buffered_records.dec(sum(lane.abandon() for lane in worker.lanes))
             if worker.shard_id not in worker.finished:
                 # No longer read here (stopped, or its lease moved): /status lists what this replica reads.
                 self.status.positions.pop(worker.shard_id, None)
@@ -343,8 +370,11 @@ class ShardWorker:
             for lane in self.lanes:
                 lane.close()
         if ended and not source.stopping.is_set() and self.progress.outstanding == 0:
-            mapping = source.mapping.name
-            await source.store.put(StoredCheckpoint(mapping, self.shard_id, self.progress.watermark, True))
+            failures = 0  # children wait for this write: hold the shard until it is done
+            while not await self._put_checkpoint(self.progress.watermark, shard_end=True):
+                failures += 1
+                if await source.sleep_unless_stopping(source.read_backoff(failures)):
+                    return
             self.finished.add(self.shard_id)
             self._publish_position(reading=False)
             self.log.info("shard_finished", last_sequence_number=self.progress.watermark)
@@ -476,10 +506,22 @@ class ShardWorker:
             watermark = self.progress.watermark
             if watermark is None or watermark == self.stored:
                 return
-            source = self.source
-            await source.store.put(StoredCheckpoint(source.mapping.name, self.shard_id, watermark))
-            self.stored = watermark
-            self._publish_position(reading=True)
+            if await self._put_checkpoint(watermark, shard_end=False):
+                self.stored = watermark
+                self._publish_position(reading=True)
+
+    async def _put_checkpoint(self, sequence_number: str | None, *, shard_end: bool) -> bool:
+        """False if the store cannot take it now: the next commit tries again (a crash meanwhile
+        redelivers from the last one stored, as at-least-once allows)."""
+        source = self.source
+        checkpoint = StoredCheckpoint(source.mapping.name, self.shard_id, sequence_number, shard_end)
+        try:
+            await source.store.put(checkpoint)
+        except STORE_ERRORS as exc:
+            source.metrics.ack_failures["checkpoint"].inc()
+            self.log.warning("checkpoint_failed", position=sequence_number, error=str(exc)[:300])
+            return False
+        return True
 
     def _publish_position(self, *, reading: bool) -> None:
         self.source.status.positions[self.shard_id] = {
@@ -500,6 +542,12 @@ class Lane:
         self.carry: Tracked | None = None
         self.closing = False
         self.window_opened = worker.source.clock.monotonic()
+
+    def abandon(self) -> int:
+        """Empty the stopped lane; how many records it still held."""
+        held = [self.carry, *(self.queue.get_nowait() for _ in range(self.queue.qsize()))]
+        self.carry = None
+        return sum(isinstance(entry, Tracked) for entry in held)
 
     def close(self) -> None:
         """The reader stopped: finish what is queued, unless stopping (then it is abandoned)."""
@@ -545,20 +593,23 @@ class Lane:
         builder = BatchBuilder(source.limits, started_at=self.window_opened)
         batch = [first]
         builder.add(first.item.ref.size_bytes)
-        while builder.full_reason(None) is None:
-            wait = 0.0 if source.limits.window_seconds == 0 else builder.deadline() - clock.monotonic()
-            following = await self._next(max(wait, 0.0))
-            if following is None:
-                break
-            if isinstance(following, _End):
-                self.closing = True
-                break
-            if not builder.fits(following.item.ref.size_bytes):
-                self.carry = following
-                break
-            batch.append(following)
-            builder.add(following.item.ref.size_bytes)
-        source.metrics.buffered_records.dec(len(batch))
+        try:
+            while builder.full_reason(None) is None:
+                wait = 0.0 if source.limits.window_seconds == 0 else builder.deadline() - clock.monotonic()
+                following = await self._next(max(wait, 0.0))
+                if following is None:
+                    break
+                if isinstance(following, _End):
+                    self.closing = True
+                    break
+                if not builder.fits(following.item.ref.size_bytes):
+                    self.carry = following
+                    break
+                batch.append(following)
+                builder.add(following.item.ref.size_bytes)
+        finally:
+            # Also when cancelled while the window is open: the gathered records leave the lane.
+            source.metrics.buffered_records.dec(len(batch))
         return batch
 
     async def _process(self, batch: list[Tracked]) -> bool:
