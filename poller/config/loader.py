@@ -23,11 +23,18 @@ from pydantic_settings import SettingsError
 from poller.config.problems import Problem, dotted, readable
 from poller.config.resolve import RawEntry, entries_in_document, resolve_all
 from poller.config.resolved import ResolvedMapping
-from poller.config.settings import Settings, build_settings, env_var_expects_json, env_var_name
+from poller.config.settings import (
+    DestinationSettings,
+    Settings,
+    build_settings,
+    env_var_expects_json,
+    env_var_name,
+)
 from poller.config.yaml_lines import LineMap, YamlError, parse_yaml
 
 DEFAULT_SETTINGS_FILE = Path("config") / "poller.yaml"
 MAPPING_SUFFIXES = (".yaml", ".yml")
+DEFAULT_FILE_ROOT: Path = DestinationSettings().file_root
 
 __all__ = [
     "LoadedConfig",
@@ -77,7 +84,10 @@ def load_config(
     if any(p.severity == "error" for p in problems):
         return LoadedConfig(settings, settings_file, base_dir, (), tuple(problems))
     mappings, mapping_problems = load_mappings(
-        settings.mappings, base_dir, kafka_bootstrap_servers=settings.kafka.bootstrap_servers
+        settings.mappings,
+        base_dir,
+        kafka_bootstrap_servers=settings.kafka.bootstrap_servers,
+        file_root=settings.destinations.file_root,
     )
     return LoadedConfig(settings, settings_file, base_dir, tuple(mappings), (*problems, *mapping_problems))
 
@@ -176,12 +186,17 @@ def _is_json(text: str) -> bool:
 
 
 def load_mappings(
-    paths: Sequence[Path], base_dir: Path, *, kafka_bootstrap_servers: tuple[str, ...] = ()
+    paths: Sequence[Path],
+    base_dir: Path,
+    *,
+    kafka_bootstrap_servers: tuple[str, ...] = (),
+    file_root: Path = DEFAULT_FILE_ROOT,
 ) -> tuple[list[ResolvedMapping], list[Problem]]:
     """Every mapping in `paths` (files, or directories of `*.yaml`/`*.yml`), resolved against `base_dir`.
 
     `kafka_bootstrap_servers` (the settings' `kafka.bootstrap_servers`) serves Kafka mappings that
-    name no servers of their own.
+    name no servers of their own. `file_root` (the settings' `destinations.file_root`, relative to
+    `base_dir`) is the directory `file://` destinations must lie in; the default is the settings'.
     """
     files, problems = _mapping_files(paths, base_dir)
     entries: list[RawEntry] = []
@@ -202,7 +217,11 @@ def load_mappings(
         found, file_problems = entries_in_document(document, file)
         entries += found
         problems += file_problems
-    mappings, mapping_problems = resolve_all(entries, kafka_bootstrap_servers=kafka_bootstrap_servers)
+    mappings, mapping_problems = resolve_all(
+        entries,
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        file_root=Path(os.path.normpath(base_dir / file_root)),
+    )
     problems += mapping_problems
     # Report in reading order (file by file, top to bottom), not in the order the checks ran.
     order = {file: position for position, file in enumerate(files)}
@@ -216,7 +235,13 @@ def _mapping_files(paths: Sequence[Path], base_dir: Path) -> tuple[list[Path], l
     seen: set[Path] = set()
     for entry in paths:
         path = Path(os.path.normpath(entry if entry.is_absolute() else base_dir / entry))
-        if path.is_dir():
+        try:
+            # is_dir raises for what it cannot tell (EACCES on a parent, EIO, a name too long).
+            is_dir = path.is_dir()
+        except OSError as exc:
+            problems.append(Problem(f"Cannot read mapping path: {exc.strerror}", path))
+            continue
+        if is_dir:
             try:
                 found = sorted(child for child in path.iterdir() if _is_mapping_file(child))
             except OSError as exc:

@@ -3,7 +3,8 @@
 Each mapping is validated and resolved on its own, so one bad mapping costs only itself (DESIGN
 §1.4). The rules that span mappings (unique `Name`, one mapping per source and function, unique
 Kafka consumer groups) run last, over the mappings in the order they were found: the first one wins
-and the later one is reported.
+and the later one is reported. A `file://` on-failure destination is checked against the settings'
+`destinations.file_root` here, where the settings are known.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from poller.config.sources import Detected, SourceKind, detect_kind
 from poller.config.sqs import UNSUPPORTED_DESTINATION, resolve_sqs
 from poller.config.streams import resolve_stream
 from poller.config.yaml_lines import LineMap, YamlDocument
+from poller.destinations.factory import FileDestinationSpec, confine_file, parse_destination
 
 LIST_KEY = "EventSourceMappings"
 SQS_MIN_POLLERS = 2
+_DESTINATION_PATH = ("DestinationConfig", "OnFailure", "Destination")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +100,14 @@ def _kind(value: object) -> str:
 
 
 def resolve_mapping(
-    entry: RawEntry, *, kafka_bootstrap_servers: tuple[str, ...] = ()
+    entry: RawEntry, *, kafka_bootstrap_servers: tuple[str, ...] = (), file_root: Path | None = None
 ) -> tuple[ResolvedMapping | None, list[Problem]]:
     """Resolve one mapping for its source kind: the mapping (None if any error) and every problem.
 
     Warnings do not stop a mapping from resolving; they come back beside it. A mapping with an
     error comes back as None with its errors only. `kafka_bootstrap_servers` is the settings'
-    default for Kafka mappings that name no servers (DESIGN §1.3).
+    default for Kafka mappings that name no servers (DESIGN §1.3); `file_root` (absolute) is where
+    `file://` destinations must lie, None to leave them unchecked.
     """
     raw, ctx = entry.raw, entry.ctx
     detected = _detect(raw)
@@ -123,11 +127,28 @@ def resolve_mapping(
     else:
         resolved, found = resolve_stream(raw, ctx, detected.kind)
         problems += found
+    if resolved is not None and file_root is not None:
+        problems += _file_root_problems(resolved, ctx, file_root)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         # Warnings are advice about how a valid mapping will behave; an invalid one gets its errors.
         return None, errors
     return resolved, problems
+
+
+def _file_root_problems(mapping: ResolvedMapping, ctx: MappingContext, file_root: Path) -> list[Problem]:
+    destination = None if isinstance(mapping, SqsMapping) else mapping.on_failure_destination
+    if destination is None:
+        return []
+    spec = parse_destination(destination)  # the source's resolver has accepted it
+    if not isinstance(spec, FileDestinationSpec):
+        return []
+    try:
+        confine_file(spec, file_root)
+    except ValueError as exc:
+        text = str(exc)
+        return [ctx.problem(_DESTINATION_PATH, text[:1].upper() + text[1:])]
+    return []
 
 
 def _detect(raw: RawMapping) -> Detected:
@@ -181,13 +202,17 @@ def _common_problems(raw: RawMapping, ctx: MappingContext, kind: SourceKind | No
 
 
 def resolve_all(
-    entries: Sequence[RawEntry], *, kafka_bootstrap_servers: tuple[str, ...] = ()
+    entries: Sequence[RawEntry],
+    *,
+    kafka_bootstrap_servers: tuple[str, ...] = (),
+    file_root: Path | None = None,
 ) -> tuple[list[ResolvedMapping], list[Problem]]:
     """Resolve every mapping, then apply the rules that span mappings (first one found wins).
 
     A mapping's own problems (errors and warnings) are always reported; a mapping with an error,
     or one that breaks a rule spanning mappings, is left out. `kafka_bootstrap_servers` is the
-    settings' default for Kafka mappings that name no servers (DESIGN §1.3).
+    settings' default for Kafka mappings that name no servers (DESIGN §1.3); `file_root` is
+    `destinations.file_root`, absolute.
     """
     mappings: list[ResolvedMapping] = []
     problems: list[Problem] = []
@@ -195,7 +220,9 @@ def resolve_all(
     first_by_source_and_function: dict[tuple[str, str], ResolvedMapping] = {}
     kafka_mappings: list[KafkaMapping] = []
     for entry in entries:
-        resolved, found = resolve_mapping(entry, kafka_bootstrap_servers=kafka_bootstrap_servers)
+        resolved, found = resolve_mapping(
+            entry, kafka_bootstrap_servers=kafka_bootstrap_servers, file_root=file_root
+        )
         problems += found
         name = entry.raw.name
         first = first_by_name.setdefault(name, entry)

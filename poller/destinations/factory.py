@@ -3,10 +3,15 @@
 `parse_destination` is pure, so the config layer can reject a bad destination at load with the
 file and line; `open_destination` only builds clients and never calls AWS, so a destination that
 does not exist yet is found (and reported) at the first delivery rather than at start-up.
+
+A `file://` destination must lie inside the settings' `destinations.file_root` (`confine_file`): a
+mapping file must not be able to make poller append to, or create directories at, any path its
+user can write.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -134,6 +139,23 @@ def _file_path(uri: str) -> Path:
     if path.endswith("/"):
         raise ValueError(f"destination '{uri}' names a directory, not a file")
     return Path(path)
+
+
+def confine_file(spec: FileDestinationSpec, root: Path) -> None:
+    """Raise ValueError unless `spec`'s file lies inside `root` (absolute) once `..` and the symlinks
+    that exist now are resolved, so neither can lead out of it."""
+    try:
+        real_root = Path(os.path.realpath(root))
+        real = Path(os.path.realpath(spec.path))
+    except OSError as exc:  # a symlink loop, a name too long: nothing poller could write to anyway
+        raise ValueError(f"destination '{spec.uri}' cannot be resolved: {exc.strerror}") from exc
+    if real != real_root and real.is_relative_to(real_root):
+        return
+    where = "" if real == spec.path else f" (it resolves to {real})"
+    raise ValueError(
+        f"destination '{spec.uri}' is not inside destinations.file_root ({root}){where}: "
+        "file:// destinations must lie inside that directory"
+    )
 
 
 async def open_destination(

@@ -1,12 +1,7 @@
 """Hot reload of the mappings (DESIGN §2, ops anchors §7.4): notice a change, decide, apply.
 
-A Kubernetes ConfigMap mounted as a directory is updated by swapping its `..data` symlink, so
-inotify on the files themselves misses it. Instead the watched paths (the settings file and the
-settings' `mappings:` entries) are fingerprinted every second: for each mapping file the loader
-would read, its symlink target and a hash of the content it resolves to. A swap of `..data`
-changes the content behind `m.yaml -> ..data/m.yaml`, and touching a file without changing it
-changes nothing. A change is acted on once it has held still for one poll, so a file caught
-half-written is not reported as broken; SIGHUP reloads at once.
+The mapping files are polled for changes (`file_watch`: settled changes only, ConfigMap symlink
+swaps included); SIGHUP reloads at once.
 
 A reload loads every mapping again and is all or nothing: if any file has an error, the running
 set stays as it is and the problems are reported (/status `reload`, the `config_reloads_total` and
@@ -14,16 +9,17 @@ set stays as it is and the problems are reported (/status `reload`, the `config_
 running set: removed and changed ones drain (the shutdown's two phases, within the drain budget),
 added and changed ones start, and unchanged ones keep their supervisor untouched. Settings other
 than `mappings` are not hot-reloaded: a change there is logged as needing a restart.
+
+The watcher itself never stops the service: if the files cannot even be looked at (EACCES, EIO on
+the mount), the failure is logged and counted (`config_watch_errors_total`) and the watch retries
+with backoff, while the running mappings carry on as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import os
-import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,19 +29,20 @@ from typing import Literal
 import structlog
 
 from poller.config import LoadedConfig, Location, Problem, ResolvedMapping, Settings
-from poller.config.loader import MAPPING_SUFFIXES
 from poller.core.clock import Clock
 from poller.observability.metrics import Metrics
+from poller.runtime.file_watch import ChangeDetector, Snapshot, changed_paths, take_snapshot, watched_paths
 from poller.runtime.status import ReloadStatus, ServiceStatus
 from poller.runtime.supervisor import SupervisorPool
 
 log = structlog.get_logger("poller.reload")
 
 Trigger = Literal["startup", "watch", "signal"]
-Snapshot = Mapping[str, str]
-"""Watched path → fingerprint (what it is, where it links to, a hash of what it holds)."""
 
 _NOWHERE = Location(None, None)
+
+WATCH_BACKOFF_MAX_SECONDS = 30.0
+"""Longest pause between attempts while the watched paths cannot be read."""
 
 
 # -- deciding (pure) -------------------------------------------------------------------------------
@@ -126,86 +123,6 @@ def restart_required(running: Settings, loaded: Settings) -> tuple[str, ...]:
     )
 
 
-class ChangeDetector:
-    """Turns the snapshots of successive polls into "reload now": once per change, after it settles.
-
-    A change is reported when a snapshot differs from the last one acted on and equals the one
-    before it, so a file seen half-written (or a directory half-copied) is not loaded until the
-    writer is done.
-    """
-
-    def __init__(self, baseline: Snapshot) -> None:
-        self.applied: Snapshot = baseline
-        self.last: Snapshot = baseline
-
-    def observe(self, snapshot: Snapshot) -> bool:
-        settled = snapshot == self.last
-        self.last = snapshot
-        if settled and snapshot != self.applied:
-            self.applied = snapshot
-            return True
-        return False
-
-    def accept(self, snapshot: Snapshot) -> None:
-        """A reload happened for another reason (SIGHUP) with the files as they are now."""
-        self.applied = self.last = snapshot
-
-
-def changed_paths(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
-    """The watched paths that appeared, disappeared or changed between two snapshots (for logs)."""
-    return tuple(sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p)))
-
-
-# -- watching (the I/O) ----------------------------------------------------------------------------
-
-
-def watched_paths(settings_file: Path | None, mapping_paths: Iterable[Path], base_dir: Path) -> list[Path]:
-    """The settings file and each `mappings:` entry, as the loader resolves them."""
-    paths = [settings_file] if settings_file is not None else []
-    paths += [Path(os.path.normpath(p if p.is_absolute() else base_dir / p)) for p in mapping_paths]
-    return paths
-
-
-def take_snapshot(paths: Iterable[Path]) -> dict[str, str]:
-    """Fingerprint each path and, for a directory, each entry the loader would read in it."""
-    snapshot: dict[str, str] = {}
-    for path in paths:
-        snapshot[str(path)] = fingerprint(path)
-        if not path.is_dir():
-            continue
-        try:
-            children = sorted(path.iterdir())
-        except OSError as exc:
-            snapshot[str(path)] = f"unlistable:{exc.errno}"
-            continue
-        for child in children:
-            # As the loader: dot entries (`..data`, `..2026_…`) are reached through the symlinked
-            # files, whose content changes when `..data` is swapped.
-            if not child.name.startswith(".") and child.suffix in MAPPING_SUFFIXES:
-                snapshot[str(child)] = fingerprint(child)
-    return snapshot
-
-
-def fingerprint(path: Path) -> str:
-    """What a path is now: missing, a directory, or a file's content hash (through symlinks)."""
-    parts: list[str] = []
-    try:
-        if stat.S_ISLNK(path.lstat().st_mode):
-            parts.append(f"link:{os.readlink(path)}")
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            parts.append("dir")
-        elif stat.S_ISREG(mode):
-            parts.append("sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
-        else:
-            parts.append("other")
-    except FileNotFoundError:
-        parts.append("missing")
-    except OSError as exc:
-        parts.append(f"error:{exc.errno}")
-    return " ".join(parts)
-
-
 # -- applying ----------------------------------------------------------------------------------------
 
 
@@ -233,14 +150,25 @@ class Reloader:
     interval_seconds: float = 1.0
     requested: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     mapping_paths: tuple[Path, ...] = ()
+    snapshot: Callable[[Iterable[Path]], Snapshot] = take_snapshot
+    """How the watched paths are fingerprinted (runs in a thread)."""
 
     def __post_init__(self) -> None:
         self.mapping_paths = self.mapping_paths or self.settings.mappings
         self.detector: ChangeDetector | None = None
 
     async def prime(self) -> ChangeDetector:
-        """Take the first snapshot: changes from here on are noticed (call before start-up completes)."""
-        self.detector = ChangeDetector(await asyncio.to_thread(take_snapshot, self._paths()))
+        """Take the first snapshot: changes from here on are noticed (call before start-up completes).
+
+        If the paths cannot be read now, the baseline is empty: the first snapshot that can be taken
+        then counts as a change, so a reload picks up whatever the files say by then.
+        """
+        try:
+            baseline = await self._take_snapshot()
+        except Exception as exc:
+            self._watch_failed(exc, failures=1, retry_in=self.interval_seconds)
+            baseline = {}
+        self.detector = ChangeDetector(baseline)
         return self.detector
 
     def request(self) -> None:
@@ -259,30 +187,67 @@ class Reloader:
     def _paths(self) -> list[Path]:
         return watched_paths(self.settings_file, self.mapping_paths, self.base_dir)
 
+    async def _take_snapshot(self) -> Snapshot:
+        return await asyncio.to_thread(self.snapshot, self._paths())
+
     async def watch(self) -> None:
-        """Poll the watched paths and reload on a settled change or a request, until stopping."""
+        """Poll the watched paths and reload on a settled change or a request, until stopping.
+
+        Never raises (but for cancellation): it runs beside every mapping in the service's task
+        group, where an exception would stop them all.
+        """
         detector = self.detector or await self.prime()
+        failures = 0
         while not self.stopping.is_set():
             with suppress(TimeoutError):
                 async with asyncio.timeout(self.interval_seconds):
                     await self.requested.wait()
-            snapshot = await asyncio.to_thread(take_snapshot, self._paths())
-            before = detector.applied
-            trigger: Trigger
-            if self.requested.is_set():
-                self.requested.clear()
-                detector.accept(snapshot)
-                trigger = "signal"
-            elif detector.observe(snapshot):
-                trigger = "watch"
-            else:
-                continue
-            log.info("config_reload_started", trigger=trigger, changed=list(changed_paths(before, snapshot)))
             try:
-                await self.reload(trigger)
-            except Exception as exc:  # a bug here must not take the running mappings down
-                log.exception("config_reload_error", trigger=trigger, error=str(exc)[:300])
-                self._record(ok=False, trigger=trigger, problems=(f"internal error: {exc}",))
+                await self._poll(detector)
+            except Exception as exc:
+                failures += 1
+                # A SIGHUP that came meanwhile stays requested, so it is served once the paths read.
+                delay = min(self.interval_seconds * 2 ** (failures - 1), WATCH_BACKOFF_MAX_SECONDS)
+                self._watch_failed(exc, failures=failures, retry_in=delay)
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+            else:
+                if failures:
+                    log.info("config_watch_recovered", failures=failures)
+                failures = 0
+
+    def _watch_failed(self, exc: Exception, *, failures: int, retry_in: float) -> None:
+        self.metrics.config_watch_errors.inc()
+        log.error(
+            "config_watch_error",
+            error=str(exc)[:300],
+            errno=getattr(exc, "errno", None),
+            failures=failures,
+            retry_in_s=round(retry_in, 3),
+            # An OSError is the file system's doing; anything else is a bug worth its traceback.
+            exc_info=not isinstance(exc, OSError),
+        )
+
+    async def _poll(self, detector: ChangeDetector) -> None:
+        """One look at the watched paths: reload if they settled on a change or a reload was asked for."""
+        snapshot = await self._take_snapshot()
+        before = detector.applied
+        trigger: Trigger
+        if self.requested.is_set():
+            self.requested.clear()
+            detector.accept(snapshot)
+            trigger = "signal"
+        elif detector.observe(snapshot):
+            trigger = "watch"
+        else:
+            return
+        log.info("config_reload_started", trigger=trigger, changed=list(changed_paths(before, snapshot)))
+        try:
+            await self.reload(trigger)
+        except Exception as exc:  # a bug here must not take the running mappings down
+            log.exception("config_reload_error", trigger=trigger, error=str(exc)[:300])
+            self._record(ok=False, trigger=trigger, problems=(f"internal error: {exc}",))
 
     async def reload(self, trigger: Trigger) -> None:
         """Load everything again; apply the difference, or keep the running set on any error."""

@@ -40,18 +40,22 @@ class StateBackend:
             stack.push_async_callback(store.aclose)
             log.info("checkpoint_store_opened", backend="sqlite", path=str(path))
             return cls(sqlite=store)
-        client = await stack.enter_async_context(
-            session.create_client(
-                "dynamodb",
-                region_name=settings.aws.region,
-                endpoint_url=settings.aws.endpoint_url,
-                config=AioConfig(
-                    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10
-                ),
+        # The client joins the service's stack only once the table answers: a failed check is
+        # retried by every stream mapping's restart, and each attempt would leave a client open.
+        async with AsyncExitStack() as attempt:
+            client = await attempt.enter_async_context(
+                session.create_client(
+                    "dynamodb",
+                    region_name=settings.aws.region,
+                    endpoint_url=settings.aws.endpoint_url,
+                    config=AioConfig(
+                        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10
+                    ),
+                )
             )
-        )
-        table = LeaseTable(client, state.table)
-        await table.ensure()
+            table = LeaseTable(client, state.table)
+            await table.ensure()
+            stack.push_async_exit(attempt.pop_all())
         owner = replica_id()
         log.info("lease_table_opened", backend="dynamodb", table=state.table, owner=owner)
         return cls(leases=table, owner=owner, lease_seconds=state.lease_seconds)

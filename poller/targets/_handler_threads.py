@@ -4,6 +4,10 @@ Python cannot kill a thread. A handler that never returns is therefore abandoned
 every thread here is a daemon (so it never holds up interpreter exit), and nothing on the engine
 side ever joins or blocks on one. `concurrent.futures.ThreadPoolExecutor` is avoided on purpose:
 its workers are joined at exit, so one stuck handler would hang shutdown.
+
+Abandoned threads are counted per mapping (`LeakedThreads`) until they finish, so a target can
+refuse to start more once too many are left running: otherwise a handler that always hangs would
+cost a thread per invocation, without bound.
 """
 
 from __future__ import annotations
@@ -15,6 +19,61 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class LeakedThreads:
+    """Handler threads still running after the engine stopped waiting for them; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def remove(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def run(self, fn: Callable[[], T], *, name: str) -> tuple[asyncio.Future[T], Callable[[], None]]:
+        """`run_on_daemon_thread`, plus the call that abandons it: from then until `fn` returns,
+        the thread counts as leaked (not at all if it has already finished)."""
+        finished = leaked = False
+
+        def tracked() -> T:
+            nonlocal finished
+            try:
+                return fn()
+            finally:
+                with self._lock:
+                    finished = True
+                    if leaked:
+                        self._count -= 1
+
+        def abandon() -> None:
+            nonlocal leaked
+            with self._lock:
+                if not finished and not leaked:
+                    leaked = True
+                    self._count += 1
+
+        return run_on_daemon_thread(tracked, name=name), abandon
+
+
+_LEAKS: dict[str, LeakedThreads] = {}
+_LEAKS_LOCK = threading.Lock()
+
+
+def leaks_of(mapping: str) -> LeakedThreads:
+    """The one count of a mapping's leaked handler threads, shared by every target opened for it
+    (a mapping reopens its target after a crash or a hot reload; its old threads still run)."""
+    with _LEAKS_LOCK:
+        return _LEAKS.setdefault(mapping, LeakedThreads())
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], settle: Callable[[], None]) -> None:
@@ -84,11 +143,14 @@ class HandlerLoop:
     environment after a timeout.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, leaks: LeakedThreads | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._retired = False
+        self._leaks = leaks
+        self._leaked = False
+        self._ended = False
         self._probe: threading.Event | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -145,10 +207,16 @@ class HandlerLoop:
         return self._probe is not None and not self._probe.is_set()
 
     def retire(self) -> None:
-        """Take no new work; stop once what is running finishes (never, if it is truly stuck)."""
+        """Take no new work; stop once what is running finishes (never, if it is truly stuck).
+
+        Until it stops, its thread counts as leaked.
+        """
         with self._lock:
             self._retired = True
             idle = self._in_flight == 0
+            if not idle and not self._ended and self._leaks is not None and not self._leaked:
+                self._leaked = True
+                self._leaks.add()
         if idle:
             self._call_soon(self._loop.stop)
 
@@ -182,3 +250,7 @@ class HandlerLoop:
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         finally:
             self._loop.close()
+            with self._lock:
+                self._ended = True
+                if self._leaked and self._leaks is not None:
+                    self._leaks.remove()

@@ -4,6 +4,10 @@ The module is imported once and the handler reused, as in a warm Lambda executio
 Handler code never runs on the engine's event loop: a sync handler gets a fresh daemon thread per
 invocation and an async one runs on the target's own loop thread (`_handler_threads`), so a
 handler that hangs or blocks costs a thread, never the engine or other mappings.
+
+Such a thread cannot be killed, so it is left running and counted against its mapping until it
+returns; past `MAX_LEAKED_THREADS` the mapping's invocations are throttled rather than started on
+yet another thread, and the count is on /status and the `handler_threads_leaked` gauge.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import orjson
 
 from poller.core.outcome import InvokeOutcome, NotInvoked, TimedOut
 from poller.errors import TargetConfigError
-from poller.targets._handler_threads import HandlerLoop, run_on_daemon_thread
+from poller.targets._handler_threads import HandlerLoop, LeakedThreads, leaks_of
 from poller.targets._marshal import failure_outcome, marshal_response
 from poller.targets.context import ContextFactory, LambdaContext
 
@@ -30,6 +34,18 @@ Handler = Callable[[Any, LambdaContext], Any]
 
 IMPORT_TIMEOUT_SECONDS = 10.0
 """Lambda's limit for a function's init phase; a module that takes longer to import is an error."""
+
+MAX_LEAKED_THREADS = 8
+"""Threads of one mapping left running past their timeout before its invocations are throttled.
+
+A handler that overruns now and then leaves a few; one that hangs on every call would otherwise
+add a thread per invocation until the process runs out. Throttling does not use up retry attempts
+(spec §4.1), so the records wait for the hung calls to end instead of being failed for them."""
+
+
+def leaked_handler_threads(mapping: str) -> int:
+    """How many of `mapping`'s handler threads are still running after their timeout."""
+    return leaks_of(mapping).count
 
 
 def _is_async(handler: Handler) -> bool:
@@ -68,7 +84,14 @@ def _parse_event(payload: bytes) -> Any:
 class PythonTarget:
     kind: str = "python"
 
-    def __init__(self, handler: Handler, *, contexts: ContextFactory, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        contexts: ContextFactory,
+        timeout_seconds: float,
+        leaks: LeakedThreads | None = None,
+    ) -> None:
         self._handler = handler
         self._contexts = contexts
         self._timeout = timeout_seconds
@@ -76,6 +99,8 @@ class PythonTarget:
         self._loop: HandlerLoop | None = None
         self._thread_name = f"poller-handler:{contexts.function_name}"
         self._closed = False
+        self._leaks = leaks_of(contexts.function_name) if leaks is None else leaks
+        """Shared by every target of this mapping (the function name is the mapping's Name)."""
 
     @classmethod
     async def open(
@@ -96,17 +121,28 @@ class PythonTarget:
             # Appended, not prepended: the normal search path wins, as DESIGN §1.5 says "plus".
             if str(directory) not in sys.path:
                 sys.path.append(str(directory))
+        leaks = leaks_of(contexts.function_name)
+        if leaks.count >= MAX_LEAKED_THREADS:
+            # Each restart of a mapping whose import hangs would otherwise leave one more thread.
+            raise TargetConfigError(
+                f"Not importing module '{module_name}': {_leaked(leaks.count)} of this mapping still "
+                "running after their timeout"
+            )
         # Import on a daemon thread too: module-level code is user code and may hang or be slow.
-        imported = run_on_daemon_thread(
+        imported, abandon = leaks.run(
             lambda: _import_handler(module_name, attr), name=f"poller-import:{module_name}"
         )
         try:
             handler = await asyncio.wait_for(imported, IMPORT_TIMEOUT_SECONDS)
         except TimeoutError:
+            abandon()
             raise TargetConfigError(
                 f"Importing module '{module_name}' took longer than {IMPORT_TIMEOUT_SECONDS:g} seconds"
             ) from None
-        return cls(handler, contexts=contexts, timeout_seconds=timeout_seconds)
+        except asyncio.CancelledError:
+            abandon()
+            raise
+        return cls(handler, contexts=contexts, timeout_seconds=timeout_seconds, leaks=leaks)
 
     async def invoke(self, payload: bytes) -> InvokeOutcome:
         if self._closed:
@@ -116,15 +152,38 @@ class PythonTarget:
         try:
             if self._is_async:
                 return await self._invoke_async(payload, context)
-            done = run_on_daemon_thread(lambda: self._call_sync(payload, context), name=self._thread_name)
-            return await asyncio.wait_for(done, self._timeout)
+            return await self._invoke_sync(payload, context)
         except TimeoutError:
             return TimedOut(self._timeout, request_id)
         except Exception as exc:  # our own plumbing failed; still an outcome, never a raise
             return failure_outcome(exc, request_id)
 
+    def _too_many_leaked(self) -> NotInvoked | None:
+        leaked = self._leaks.count
+        if leaked < MAX_LEAKED_THREADS:
+            return None
+        # Lambda's word for "no concurrency left": the hung invocations hold it.
+        return NotInvoked(
+            "throttled",
+            f"TooManyRequestsException: {_leaked(leaked)} of {self._contexts.function_name} still "
+            f"running after their {self._timeout:g} s timeout (at most {MAX_LEAKED_THREADS}); "
+            "no new invocation starts until some return",
+        )
+
+    async def _invoke_sync(self, payload: bytes, context: LambdaContext) -> InvokeOutcome:
+        if (refused := self._too_many_leaked()) is not None:
+            return refused
+        done, abandon = self._leaks.run(lambda: self._call_sync(payload, context), name=self._thread_name)
+        try:
+            return await asyncio.wait_for(done, self._timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            abandon()  # the handler runs on: its thread counts as leaked until it returns
+            raise
+
     async def _invoke_async(self, payload: bytes, context: LambdaContext) -> InvokeOutcome:
         loop = self._handler_loop()
+        if isinstance(loop, NotInvoked):
+            return loop
         done, handle = loop.submit(self._call_async(payload, context))
         try:
             async with asyncio.timeout(self._timeout):
@@ -136,12 +195,15 @@ class PythonTarget:
             handle.cancel()
             raise
 
-    def _handler_loop(self) -> HandlerLoop:
+    def _handler_loop(self) -> HandlerLoop | NotInvoked:
+        """The loop to run on, or the refusal if a new one is needed and too many threads leaked."""
         if self._loop is not None and self._loop.stuck:
-            self._loop.retire()
+            self._loop.retire()  # its thread counts as leaked until the blocked handler returns
             self._loop = None
         if self._loop is None:
-            self._loop = HandlerLoop(self._thread_name)
+            if (refused := self._too_many_leaked()) is not None:
+                return refused
+            self._loop = HandlerLoop(self._thread_name, self._leaks)
         return self._loop
 
     def _call_sync(self, payload: bytes, context: LambdaContext) -> InvokeOutcome:
@@ -178,6 +240,10 @@ class PythonTarget:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def _leaked(count: int) -> str:
+    return f"{count} handler thread{'' if count == 1 else 's'}"
 
 
 def _unparsable(exc: Exception) -> InvokeOutcome:

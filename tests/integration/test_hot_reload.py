@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.integration.conftest import (
     PollerProcess,
     StartPoller,
     queue_depth,
+    stream_mapping,
     wait_until,
 )
 
@@ -223,6 +225,78 @@ async def test_a_broken_file_keeps_the_last_good_set_until_it_is_fixed(
     await wait_until(lambda: states(poller) == {"orders": "Enabled", "extra": "Enabled"}, what="both run")
     sqs.send_message(QueueUrl=extra.url, MessageBody="recovered")
     await wait_until(lambda: "recovered" in function_server.bodies(), what="the added mapping delivers")
+
+
+def name_too_long_raises() -> bool:
+    """Whether `Path.is_dir` raises for a symlink to a name longer than NAME_MAX (it does before 3.14)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        link = Path(scratch) / "link"
+        os.symlink("x" * 300, link)
+        try:
+            link.is_dir()
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not name_too_long_raises(), reason="is_dir does not raise on this Python")
+async def test_a_mappings_directory_that_cannot_be_looked_at_stops_no_mapping(
+    sqs: Any, make_queue: Any, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """The watch's own failure is counted and retried, and every mapping runs on. The fault is a
+    `stat` of the mappings directory that fails (a symlink to a name too long: ENAMETOOLONG), which
+    holds for root too, unlike a chmod."""
+    queue, extra = make_queue(), make_queue()
+    poller = await start_poller(
+        [{"Name": "orders", "EventSourceArn": queue.arn, "FunctionName": function_server.url}]
+    )
+    directory = mappings_dir(poller)
+    aside = directory.with_name("mappings.aside")
+    directory.rename(aside)
+    os.symlink("x" * 300, directory)
+    await wait_until(
+        lambda: poller.metric("poller_config_watch_errors_total") >= 2, what="the watch errors counted"
+    )
+    assert poller.proc.poll() is None
+    assert poller.get("/healthz")[0] == 200
+    assert states(poller) == {"orders": "Enabled"}
+    assert logged(poller, "config_watch_error", errno=36)
+    sqs.send_message(QueueUrl=queue.url, MessageBody="still running")
+    await wait_until(lambda: function_server.bodies() == ["still running"], what="the mapping delivers")
+
+    directory.unlink()
+    aside.rename(directory)
+    write_mapping(
+        directory / "extra.yaml",
+        {"Name": "extra", "EventSourceArn": extra.arn, "FunctionName": function_server.url},
+    )
+    await wait_until(
+        lambda: states(poller).get("extra") == "Enabled", timeout=40, what="the watch back at work"
+    )
+    assert len(logged(poller, "mapping_started", mapping="orders")) == 1  # never restarted
+    assert poller.terminate() == 0
+
+
+async def test_a_reload_holds_file_destinations_to_the_running_file_root(
+    make_stream: Any, function_server: FunctionServer, start_poller: StartPoller, tmp_path: Path
+) -> None:
+    """`destinations.file_root` applies to mappings added by a reload as at start-up."""
+    stream = make_stream()
+    root = tmp_path / "failures"
+    poller = await start_poller([], settings={"destinations": {"file_root": str(root)}})
+    path = mappings_dir(poller) / "clicks.yaml"
+    outside = tmp_path / "elsewhere.jsonl"
+    destination = {"DestinationConfig": {"OnFailure": {"Destination": f"file://{outside}"}}}
+    write_mapping(path, stream_mapping("clicks", stream.arn, function_server.url, **destination))
+    await wait_until(lambda: reloads(poller, "failure") == 1, what="the reload refused")
+    [problem] = poller.status()["reload"]["problems"]
+    assert problem.startswith(f"{path}:")
+    assert f"Destination 'file://{outside}' is not inside destinations.file_root ({root})" in problem
+    assert "clicks" not in states(poller)
+
+    inside = {"DestinationConfig": {"OnFailure": {"Destination": f"file://{root}/clicks.jsonl"}}}
+    write_mapping(path, stream_mapping("clicks", stream.arn, function_server.url, **inside))
+    await wait_until(lambda: states(poller).get("clicks") == "Enabled", what="the mapping inside the root")
 
 
 async def test_sighup_reloads_now(

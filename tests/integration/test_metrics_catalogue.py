@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from poller.config import load_config
-from poller.observability.metrics import INVOKE_OUTCOMES, MAPPING_STATES
+from poller.observability.metrics import ACK_KINDS, INVOKE_OUTCOMES, MAPPING_STATES
 from poller.runtime.app import Service
 from tests.integration.conftest import ACCOUNT, REGION, free_port, put_kinesis
 from tests.integration.kafka_broker import Produce, create_topic, produce
@@ -60,7 +60,7 @@ ALLOWED_LABELS = {
         "maximum_payload_size_exceeded",
         "destination_rejected",
     },
-    "kind": {"take", "steal"},
+    "kind": {"take", "steal", *ACK_KINDS},
     "result": {"success", "failure"},
     "le": None,
 }

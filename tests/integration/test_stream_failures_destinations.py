@@ -108,7 +108,8 @@ async def test_retry_attempts_exhausted_record_reaches_the_destination(
                 MaximumRetryAttempts=1,
                 **with_destination(sink.uri),
             )
-        ]
+        ],
+        settings={"destinations": {"file_root": str(tmp_path)}},  # where a file sink writes
     )
     await wait_until(lambda: len(sink.written()) >= 1, timeout=30, what=f"a record in the {kind} destination")
     await wait_checkpoint(poller, shard, seqs[2])

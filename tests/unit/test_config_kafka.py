@@ -565,11 +565,13 @@ def test_unknown_source_access_type(tmp_path: Path) -> None:
         "arn:aws:sns:us-east-1:123456789012:failures",
         "arn:aws:s3:::failure-bucket",
         "kafka://orders-failures",
-        "file:///var/poller/failures.jsonl",
+        "file://{file_root}/failures.jsonl",
     ],
 )
 def test_allowed_on_failure_destinations(tmp_path: Path, destination: str) -> None:
-    """spec §1.3, §6.1: SQS, SNS, S3 and a Kafka topic; DESIGN §1.4 adds `file://`."""
+    """spec §1.3, §6.1: SQS, SNS, S3 and a Kafka topic; DESIGN §1.4 adds `file://` (inside
+    destinations.file_root: by default `var/destinations` beside the settings)."""
+    destination = destination.format(file_root=tmp_path / "var" / "destinations")
     extra = f"DestinationConfig:\n  OnFailure:\n    Destination: '{destination}'\n"
     assert load_one(tmp_path, extra).on_failure_destination == destination
 

@@ -480,12 +480,14 @@ def test_tumbling_window_zero_means_off(tmp_path: Path) -> None:
         "arn:aws:sqs:us-east-1:123456789012:clicks-dlq",
         "arn:aws:sns:us-east-1:123456789012:clicks-failures",
         "arn:aws:s3:::clicks-failures",
-        "file:///var/lib/poller/clicks-failures.jsonl",
+        "file://{file_root}/clicks-failures.jsonl",
     ],
 )
 @pytest.mark.parametrize("kind", ["kinesis", "dynamodb"])
 def test_allowed_on_failure_destinations(tmp_path: Path, kind: str, destination: str) -> None:
-    """spec §6.1: streams send failures to a standard queue or topic or a bucket; DESIGN §1.4: or a file."""
+    """spec §6.1: streams send failures to a standard queue or topic or a bucket; DESIGN §1.4: or a
+    file, inside destinations.file_root (by default `var/destinations` beside the settings)."""
+    destination = destination.format(file_root=tmp_path / "var" / "destinations")
     mapping = load_one(
         tmp_path, f"DestinationConfig: {{OnFailure: {{Destination: '{destination}'}}}}\n", HEADS[kind]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,99 @@ def test_yaml_error_carries_line() -> None:
     with pytest.raises(YamlError) as caught:
         parse_yaml("a: 1\nb: [\n")
     assert caught.value.line == 3
+
+
+# -- file:// destinations stay inside destinations.file_root ------------------------------------------
+
+STREAM_WITH_DESTINATION = (
+    "Name: clicks\n"
+    "EventSourceArn: arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"
+    "FunctionName: f\n"
+    "StartingPosition: LATEST\n"
+    "DestinationConfig:\n"
+    "  OnFailure:\n"
+    "    Destination: {destination}\n"
+)
+
+
+def with_file_destination(tmp_path: Path, path: Path | str, settings: str | None) -> Path:
+    """config/poller.yaml (if `settings`), and mappings/clicks.yaml sending failures to `path`."""
+    if settings is not None:
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "poller.yaml").write_text(settings)
+    (tmp_path / "mappings").mkdir()
+    mapping = tmp_path / "mappings" / "clicks.yaml"
+    mapping.write_text(STREAM_WITH_DESTINATION.format(destination=f"file://{path}"))
+    return mapping
+
+
+ROOTED = "mappings: [../mappings]\ndestinations:\n  file_root: ../failures\n"
+
+
+def refusal(mapping: Path, uri: str, root: Path, resolved: Path | None = None) -> str:
+    where = "" if resolved is None else f" (it resolves to {resolved})"
+    return (
+        f"{mapping}:7: Mapping 'clicks': DestinationConfig.OnFailure.Destination: Destination '{uri}' is "
+        f"not inside destinations.file_root ({root}){where}: file:// destinations must lie inside that directory"
+    )
+
+
+def test_a_file_destination_inside_the_file_root_loads(tmp_path: Path) -> None:
+    (tmp_path / "failures").mkdir()
+    with_file_destination(tmp_path, tmp_path / "failures" / "not-yet" / "clicks.jsonl", ROOTED)
+    assert validate(tmp_path) == (0, ["1 mapping OK, 0 problems"])
+
+
+def test_the_default_file_root_is_var_destinations_beside_the_settings(tmp_path: Path) -> None:
+    with_file_destination(tmp_path, tmp_path / "var" / "destinations" / "clicks.jsonl", None)
+    assert validate(tmp_path) == (0, ["1 mapping OK, 0 problems"])
+
+
+def test_a_file_destination_elsewhere_is_refused_with_file_line_mapping_and_field(tmp_path: Path) -> None:
+    mapping = with_file_destination(tmp_path, "/etc/poller-failures.jsonl", ROOTED)
+    status, lines = validate(tmp_path)
+    assert status == 1
+    assert lines == [
+        refusal(mapping, "file:///etc/poller-failures.jsonl", tmp_path / "failures"),
+        "0 mappings OK, 1 problem",
+    ]
+
+
+def test_dot_dot_cannot_climb_out_of_the_file_root(tmp_path: Path) -> None:
+    uri_path = f"{tmp_path}/failures/../config/poller.yaml"
+    mapping = with_file_destination(tmp_path, uri_path, ROOTED)
+    status, lines = validate(tmp_path)
+    assert status == 1
+    root, resolved = tmp_path / "failures", tmp_path / "config" / "poller.yaml"
+    assert lines[0] == refusal(mapping, f"file://{uri_path}", root, resolved)
+
+
+def test_a_symlink_cannot_lead_out_of_the_file_root(tmp_path: Path) -> None:
+    (tmp_path / "failures").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "failures" / "link")
+    path = tmp_path / "failures" / "link" / "clicks.jsonl"
+    mapping = with_file_destination(tmp_path, path, ROOTED)
+    status, lines = validate(tmp_path)
+    assert status == 1
+    resolved = tmp_path / "elsewhere" / "clicks.jsonl"
+    assert lines[0] == refusal(mapping, f"file://{path}", tmp_path / "failures", resolved)
+
+
+def test_the_file_root_itself_is_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "failures").mkdir()
+    mapping = with_file_destination(tmp_path, tmp_path / "failures", ROOTED)
+    status, lines = validate(tmp_path)
+    assert status == 1
+    assert lines[0] == refusal(mapping, f"file://{tmp_path / 'failures'}", tmp_path / "failures")
+
+
+def test_an_unreadable_mappings_path_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """`is_dir` raises for a symlink to a name too long (before Python 3.14, which answers False)."""
+    os.symlink("x" * 300, tmp_path / "mappings")
+    status, lines = validate(tmp_path)
+    assert status == 1
+    assert lines[0] in (
+        f"{tmp_path / 'mappings'}: Cannot read mapping path: File name too long",
+        f"{tmp_path / 'mappings'}: Mapping file or directory does not exist.",
+    )

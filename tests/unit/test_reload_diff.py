@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
-from collections.abc import Iterator
-from contextlib import AsyncExitStack
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AsyncExitStack, suppress
 from pathlib import Path
 
 import pytest
@@ -15,17 +17,15 @@ from poller.config import LoadedConfig, ResolvedMapping, Settings, load_mappings
 from poller.config.settings import build_settings
 from poller.core.clock import ManualClock
 from poller.observability.metrics import Metrics
+from poller.runtime.file_watch import ChangeDetector, changed_paths, take_snapshot
 from poller.runtime.reload import (
-    ChangeDetector,
     MappingDiff,
     Rejected,
     Reloader,
-    changed_paths,
     diff_mappings,
     plan_reload,
     restart_required,
     same_mapping,
-    take_snapshot,
 )
 from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SupervisorPool
@@ -457,3 +457,96 @@ def test_readiness_is_about_start_up_so_a_mapping_added_later_does_not_unready()
     assert status.ready()
     status.draining = True
     assert not status.ready()
+
+
+# -- watching through file-system errors -----------------------------------------------------------
+
+
+async def watch_until(h: Harness, done: Callable[[], bool], what: str) -> None:
+    """Run the watcher beside the mappings until `done`, then stop it as the service does."""
+    watcher = asyncio.create_task(h.reloader.watch())
+    try:
+        await wait_until(lambda: done() or watcher.done(), what=what)
+        if watcher.done():
+            watcher.result()  # raise what stopped it
+            raise AssertionError("the watcher stopped")
+    finally:
+        watcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def test_a_watch_that_cannot_read_the_files_retries_and_the_mappings_run_on(tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    load(directory, {"a.yaml": sqs_yaml("a")})
+    async with asyncio.TaskGroup() as group:
+        h = Harness(directory, group)
+        h.reloader.interval_seconds = 0.01
+        for mapping in h.load().mappings:
+            h.start(mapping)
+        await h.reloader.prime()
+        await wait_until(lambda: h.status.mappings["a"].state == "Enabled")
+        running = h.pool.active["a"].task
+        refusals = 2
+
+        def unreadable_at_first(paths: Iterable[Path]) -> dict[str, str]:
+            nonlocal refusals
+            if refusals:
+                refusals -= 1
+                raise PermissionError(errno.EACCES, "Permission denied", str(directory))
+            return take_snapshot(paths)
+
+        h.reloader.snapshot = unreadable_at_first
+        (directory / "b.yaml").write_text(sqs_yaml("b"))
+        await watch_until(h, lambda: "b" in h.pool.active, "the change after the errors")
+        assert h.sample("poller_config_watch_errors_total") == 2
+        assert h.pool.active["a"].task is running  # never stopped
+        assert not running.done()
+        assert h.status.reload is not None
+        assert (h.status.reload.ok, h.status.reload.trigger, h.status.reload.added) == (True, "watch", ("b",))
+        h.stopping.set()
+        assert await h.pool.drain_all(5.0) == 0
+
+
+def name_too_long_raises() -> bool:
+    """Whether `Path.is_dir` raises for a symlink to a name longer than NAME_MAX (it does before 3.14)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        link = Path(scratch) / "link"
+        os.symlink("x" * 300, link)
+        try:
+            link.is_dir()
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not name_too_long_raises(), reason="is_dir does not raise on this Python")
+async def test_a_mappings_directory_that_cannot_be_looked_at_stops_nothing(tmp_path: Path) -> None:
+    """A real fault, root or not: the watched directory becomes a symlink to a name the kernel
+    refuses (ENAMETOOLONG), so `is_dir` raises while the snapshot is taken."""
+    directory = tmp_path / "m"
+    load(directory, {"a.yaml": sqs_yaml("a")})
+    async with asyncio.TaskGroup() as group:
+        h = Harness(directory, group)
+        h.reloader.interval_seconds = 0.01
+        for mapping in h.load().mappings:
+            h.start(mapping)
+        await h.reloader.prime()
+        await wait_until(lambda: h.status.mappings["a"].state == "Enabled")
+        running = h.pool.active["a"].task
+        directory.rename(tmp_path / "aside")
+        os.symlink("x" * 300, directory)
+
+        def restore_once_failing() -> bool:
+            errors = h.sample("poller_config_watch_errors_total") or 0
+            if errors >= 2 and directory.is_symlink():
+                directory.unlink()
+                (tmp_path / "aside").rename(directory)
+                (directory / "b.yaml").write_text(sqs_yaml("b"))
+            return "b" in h.pool.active
+
+        await watch_until(h, restore_once_failing, "the watch to recover")
+        assert h.pool.active["a"].task is running
+        assert not running.done()
+        h.stopping.set()
+        assert await h.pool.drain_all(5.0) == 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,9 +18,12 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from poller.core.outcome import FunctionFailed, NotInvoked, Succeeded, TimedOut
 from poller.errors import TargetConfigError
+from poller.observability.metrics import Metrics
+from poller.runtime.status import MappingStatus
 from poller.targets import python_handler
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target
@@ -413,3 +418,163 @@ async def test_module_that_hangs_on_import_fails_at_open_without_blocking(
     finally:
         ticker.stop()
     assert ticker.ticks >= 10
+
+
+# -- handler threads left running after their timeout ------------------------------------------------
+
+BLOCKING_SYNC = """
+import threading
+RELEASE = threading.Event()
+CALLS = []
+def handler(event, context):
+    CALLS.append(event)
+    RELEASE.wait(30)
+    return "done"
+"""
+
+BLOCKING_ASYNC = """
+import threading
+RELEASE = threading.Event()
+CALLS = []
+async def handler(event, context):
+    CALLS.append(event)
+    if event.get("block"):
+        RELEASE.wait(30)  # a sync wait inside async def: blocks the handler's loop
+    return "done"
+"""
+
+
+@pytest.fixture
+async def leaky(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[[str], Awaitable[tuple[Target, str, ModuleType]]]]:
+    """Opens a target of a blocking handler for a mapping of its own, at most 2 leaked threads;
+    releases every handler after the test."""
+    monkeypatch.setattr(python_handler, "MAX_LEAKED_THREADS", 2)
+    opened: list[tuple[Target, ModuleType]] = []
+
+    async def open_blocking(source: str) -> tuple[Target, str, ModuleType]:
+        mapping = f"leaky-{uuid.uuid4().hex}"
+        module = write_module(tmp_path, source)
+        spec = spec_for(tmp_path, f"python:{module}.handler", timeout=0.2)
+        target = await open_target(dataclasses.replace(spec, mapping_name=mapping))
+        opened.append((target, module_of(target)))
+        return target, mapping, opened[-1][1]
+
+    yield open_blocking
+    for target, module in opened:
+        module.RELEASE.set()
+        await target.aclose()
+
+
+def handler_threads(mapping: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name == f"poller-handler:{mapping}")
+
+
+async def test_sync_handler_threads_left_running_are_bounded_and_counted_until_they_return(
+    leaky: Callable[[str], Awaitable[tuple[Target, str, ModuleType]]],
+) -> None:
+    target, mapping, module = await leaky(BLOCKING_SYNC)
+    for n in (1, 2):
+        assert isinstance(await target.invoke(b'{"n": %d}' % n), TimedOut)
+        assert python_handler.leaked_handler_threads(mapping) == n
+    refused = await target.invoke(b'{"n": 3}')
+    assert isinstance(refused, NotInvoked)
+    assert refused.reason == "throttled"  # retried later without using up an attempt
+    assert refused.detail == (
+        f"TooManyRequestsException: 2 handler threads of {mapping} still running after their 0.2 s "
+        "timeout (at most 2); no new invocation starts until some return"
+    )
+    assert module.CALLS == [{"n": 1}, {"n": 2}]  # the third never started a thread
+    assert handler_threads(mapping) == 2
+
+    module.RELEASE.set()
+    await wait_until(lambda: python_handler.leaked_handler_threads(mapping) == 0, what="the threads return")
+    answered = await target.invoke(b'{"n": 4}')
+    assert isinstance(answered, Succeeded)
+    assert module.CALLS[-1] == {"n": 4}
+
+
+async def test_a_handler_that_returns_just_in_time_is_not_counted(
+    leaky: Callable[[str], Awaitable[tuple[Target, str, ModuleType]]],
+) -> None:
+    target, mapping, module = await leaky(BLOCKING_SYNC)
+    module.RELEASE.set()
+    for _ in range(5):
+        assert isinstance(await target.invoke(b"{}"), Succeeded)
+    assert python_handler.leaked_handler_threads(mapping) == 0
+
+
+async def test_a_cancelled_invocation_leaves_its_thread_counted(
+    leaky: Callable[[str], Awaitable[tuple[Target, str, ModuleType]]],
+) -> None:
+    """The engine gave up on the batch (the drain's second phase): the handler still runs."""
+    target, mapping, module = await leaky(BLOCKING_SYNC)
+    pending = asyncio.create_task(target.invoke(b"{}"))
+    await wait_until(lambda: module.CALLS != [], what="the handler running")
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert python_handler.leaked_handler_threads(mapping) == 1
+    module.RELEASE.set()
+    await wait_until(lambda: python_handler.leaked_handler_threads(mapping) == 0, what="the thread returns")
+
+
+async def test_async_handler_loops_left_stuck_are_bounded_too(
+    leaky: Callable[[str], Awaitable[tuple[Target, str, ModuleType]]],
+) -> None:
+    """Each stuck loop is replaced by a new one (a new thread): past the bound no new loop starts."""
+    target, mapping, module = await leaky(BLOCKING_ASYNC)
+    for _ in range(2):
+        assert isinstance(await target.invoke(b'{"block": true}'), TimedOut)
+    # The first stuck loop was replaced for the second call; the second is replaced now, making two.
+    refused = await target.invoke(b"{}")
+    assert isinstance(refused, NotInvoked)
+    assert refused.reason == "throttled"
+    assert python_handler.leaked_handler_threads(mapping) == 2
+    assert len(module.CALLS) == 2
+    module.RELEASE.set()
+    await wait_until(lambda: python_handler.leaked_handler_threads(mapping) == 0, what="the loops end")
+    answered = await target.invoke(b"{}")
+    assert isinstance(answered, Succeeded)
+    assert answered.payload == b'"done"'
+
+
+async def test_leaked_threads_are_on_status_and_the_gauge(
+    leaky: Callable[[str], Awaitable[tuple[Target, str, ModuleType]]],
+) -> None:
+    target, mapping, module = await leaky(BLOCKING_SYNC)
+    metrics = Metrics(CollectorRegistry())
+    status = MappingStatus(mapping, "sqs", "arn", "python:x.handler", metrics.for_mapping(mapping))
+
+    def gauge() -> float | None:
+        return metrics.registry.get_sample_value("poller_handler_threads_leaked", {"mapping": mapping})
+
+    assert status.as_json()["LeakedHandlerThreads"] == 0
+    assert gauge() == 0
+    assert isinstance(await target.invoke(b"{}"), TimedOut)
+    assert status.as_json()["LeakedHandlerThreads"] == 1
+    assert gauge() == 1
+    module.RELEASE.set()
+    await wait_until(lambda: gauge() == 0, what="the gauge back to 0")
+    assert status.as_json()["LeakedHandlerThreads"] == 0
+
+
+async def test_an_import_left_hanging_counts_and_stops_further_imports_past_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each restart of a mapping whose module hangs on import would leave one more thread."""
+    monkeypatch.setattr(python_handler, "IMPORT_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(python_handler, "MAX_LEAKED_THREADS", 1)
+    module = write_module(tmp_path, "import time\ntime.sleep(1.5)\ndef handler(event, context):\n    pass\n")
+    spec = dataclasses.replace(
+        spec_for(tmp_path, f"python:{module}.handler"), mapping_name=f"slow-import-{uuid.uuid4().hex}"
+    )
+    with pytest.raises(TargetConfigError, match="took longer than"):
+        await open_target(spec)
+    assert python_handler.leaked_handler_threads(spec.mapping_name) == 1
+    with pytest.raises(TargetConfigError, match=f"Not importing module '{module}': 1 handler thread of this"):
+        await open_target(spec)
+    await wait_until(lambda: python_handler.leaked_handler_threads(spec.mapping_name) == 0, what="the import")
+    target = await open_target(spec)  # the import finished meanwhile
+    await target.aclose()
