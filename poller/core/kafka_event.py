@@ -16,6 +16,11 @@ Choices where AWS documents nothing (spec §14 item 6), each in one place below:
 * Header values are arrays of **signed** byte integers (-128..127): AWS serialises Java's `byte[]`,
   and AWS's own event libraries read them signed (aws-lambda-go `int8`, .NET `sbyte`, Powertools).
   A null header value becomes `[]`, which every one of those libraries can read.
+* A record without a timestamp (message format v0, which aiokafka reads as `None`) has
+  `"timestamp": -1`, Kafka's `NO_TIMESTAMP`: what the Java client that AWS's pollers build on
+  reports for it, and still an epoch-ms integer for every event library. Its `timestampType` stays
+  `CREATE_TIME`, the two values spec §3.4 names. For MaximumRecordAge such a record counts as
+  arriving when it was read (`arrival_epoch_seconds`), so it neither expires at once nor never.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ TimestampType = Literal["CREATE_TIME", "LOG_APPEND_TIME"]
 
 LOG_APPEND_TIME_TYPE: Final = 1
 """Kafka's code for a broker-assigned timestamp; 0 is the producer's (CreateTime)."""
+NO_TIMESTAMP: Final = -1
+"""Kafka's timestamp of a record that has none (see the module notes)."""
 MAX_TOPIC_LENGTH: Final = 249
 MAX_PARTITION: Final = 2**31 - 1
 """Partitions are int32: at most 10 digits in a `<topic>-<partition>` key."""
@@ -82,12 +89,20 @@ def from_consumer_record(rec: Any) -> KafkaRecordInput:
         topic=rec.topic,
         partition=rec.partition,
         offset=rec.offset,
-        timestamp_ms=rec.timestamp,
+        timestamp_ms=NO_TIMESTAMP if rec.timestamp is None else rec.timestamp,
         timestamp_type=timestamp_type,
         key=rec.key,
         value=rec.value,
         headers=tuple((name, value) for name, value in rec.headers or ()),
     )
+
+
+def arrival_epoch_seconds(timestamp_ms: int | None, read_at_epoch_seconds: float) -> float:
+    """When a record arrived, for MaximumRecordAge: its timestamp, or for a record without one
+    (`None` or `NO_TIMESTAMP`), `read_at_epoch_seconds`."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return read_at_epoch_seconds
+    return timestamp_ms / 1000
 
 
 def header_bytes(value: bytes | None) -> list[int]:
@@ -129,7 +144,7 @@ class KafkaRecordEncoder:
 
     The hot path of the Kafka source: no intermediate dict or objects per record (the dict costs
     several times the formatting). Records it cannot format directly (a timestamp that is not an
-    integer) take the dict's way.
+    integer, such as the `None` of a record without one) take the dict's way.
     """
 
     __slots__ = ("_templates", "_topic")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -77,6 +77,8 @@ class KafkaProducers:
     """One started producer per bootstrap-servers string, shared by every Kafka destination.
 
     Owned by whoever builds the mappings (the runtime), which closes it once at shutdown.
+    `connection` adds aiokafka's client and security options (`runtime.kafka_clients.
+    connection_options`); the delivery settings here (acks, request size) are not theirs to change.
     """
 
     def __init__(
@@ -86,14 +88,16 @@ class KafkaProducers:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         enable_idempotence: bool = False,
         client_id: str = "poller",
+        connection: Mapping[str, Any] | None = None,
         factory: ProducerFactory | None = None,
     ) -> None:
         self._settings: dict[str, Any] = {
+            "client_id": client_id,
+            **(connection or {}),
             "acks": "all",
             "request_timeout_ms": request_timeout_ms,
             "max_request_size": max_request_size,
             "enable_idempotence": enable_idempotence,
-            "client_id": client_id,
         }
         self._factory = factory or self._new_producer
         self._started: dict[str, Any] = {}

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from aiobotocore.session import AioSession, get_session
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
@@ -30,7 +29,7 @@ from poller.core.clock import Clock, SystemClock
 from poller.core.kafka_event import KafkaEventShape
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
-from poller.destinations.kafka import KafkaProducers, RoundRobinNullKeys
+from poller.destinations.kafka import KafkaProducers
 from poller.observability.metrics import Metrics
 from poller.runtime.clients import (
     open_dynamodb_streams_client,
@@ -40,7 +39,7 @@ from poller.runtime.clients import (
 )
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.invoker import Invoker
-from poller.runtime.kafka_clients import build_consumer, connection_options
+from poller.runtime.kafka_clients import build_consumer, connection_options, mapping_group_timeouts
 from poller.runtime.reload import Reloader
 from poller.runtime.state_backends import StateBackend
 from poller.runtime.status import MappingStatus, ServiceStatus
@@ -103,6 +102,7 @@ class Service:
             account_id=aws.account_id,
             endpoint_url=aws.endpoint_url,
             search_paths=(self.loaded.base_dir,),
+            http_headers=self.settings.targets.http_headers,
         )
 
     async def _open_target(self, mapping: ResolvedMapping, stack: AsyncExitStack) -> Target:
@@ -249,6 +249,7 @@ class Service:
                 clock=self.clock,
                 stopping=stopping,
             )
+            timeouts = mapping_group_timeouts(mapping, settings.kafka)
             return KafkaSource(
                 mapping,
                 consumer_factory=lambda _: build_consumer(mapping, settings.kafka, self.loaded.base_dir),
@@ -258,8 +259,10 @@ class Service:
                 status=status,
                 clock=self.clock,
                 stopping=stopping,
-                # A revoked partition's batch in flight may run to its function timeout.
-                revoke_budget_seconds=mapping.function_timeout_seconds + 5.0,
+                # A revoked partition's batch in flight may run to its function timeout; the
+                # consumer's group timeouts are derived from the same budget (build_consumer).
+                revoke_budget_seconds=timeouts.revoke_wait_seconds,
+                revoke_commit_seconds=timeouts.revoke_commit_seconds,
             )
 
         return open_source
@@ -267,14 +270,10 @@ class Service:
     def _producers(self) -> KafkaProducers:
         """One producer per cluster for every kafka:// destination (closed when the service stops)."""
         if self.kafka_producers is None:
-            options = connection_options(self.settings.kafka, self.loaded.base_dir)
-
-            def new_producer(servers: str) -> AIOKafkaProducer:
-                return AIOKafkaProducer(
-                    bootstrap_servers=servers, acks="all", partitioner=RoundRobinNullKeys(), **options
-                )
-
-            self.kafka_producers = KafkaProducers(factory=new_producer)
+            # KafkaProducers' own producers: its request size fits §6.5 messages over 1 MB.
+            self.kafka_producers = KafkaProducers(
+                connection=connection_options(self.settings.kafka, self.loaded.base_dir)
+            )
         return self.kafka_producers
 
     def request_reload(self) -> None:
@@ -357,15 +356,19 @@ class Service:
     def _load_again(self) -> LoadedConfig:
         """Settings and mappings as the files say now, for a hot reload (runs in a thread).
 
-        Kafka mappings that name no servers still get the running `kafka.bootstrap_servers`:
-        settings other than `mappings` change only with a restart.
+        Kafka mappings that name no servers still get the running `kafka.bootstrap_servers`, and
+        `file://` destinations are checked against the running `destinations.file_root`: settings
+        other than `mappings` change only with a restart.
         """
         loaded = self.loaded
         settings, problems = load_settings(loaded.settings_file, self.environ)
         if any(p.severity == "error" for p in problems):
             return LoadedConfig(settings, loaded.settings_file, loaded.base_dir, (), tuple(problems))
         mappings, mapping_problems = load_mappings(
-            settings.mappings, loaded.base_dir, kafka_bootstrap_servers=self.settings.kafka.bootstrap_servers
+            settings.mappings,
+            loaded.base_dir,
+            kafka_bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            file_root=self.settings.destinations.file_root,
         )
         return LoadedConfig(
             settings, loaded.settings_file, loaded.base_dir, tuple(mappings), (*problems, *mapping_problems)

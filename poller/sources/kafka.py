@@ -34,6 +34,7 @@ from poller.core.filtering import FilterSet, compile_filters, kafka_view
 from poller.core.kafka_event import (
     KafkaEventShape,
     KafkaRecordEncoder,
+    arrival_epoch_seconds,
     from_consumer_record,
     kafka_item,
     kafka_record,
@@ -115,6 +116,7 @@ class KafkaSource:
         clock: Clock,
         stopping: asyncio.Event,
         revoke_budget_seconds: float,
+        revoke_commit_seconds: float,
     ) -> None:
         self.mapping = mapping
         self.consumer_factory = consumer_factory
@@ -125,6 +127,10 @@ class KafkaSource:
         self.clock = clock
         self.stopping = stopping
         self.revoke_budget_seconds = revoke_budget_seconds
+        """How long a revoked partition's batch in flight may run on; then it is abandoned."""
+        self.revoke_commit_seconds = revoke_commit_seconds
+        """How long the revocation's commit may take: together within the rebalance timeout
+        (`runtime.kafka_clients.group_timeouts`)."""
         self.log = structlog.get_logger("poller.kafka").bind(mapping=mapping.name)
         self.shape = KafkaEventShape(bootstrap_servers=",".join(mapping.bootstrap_servers))
         self.filters: FilterSet | None = (
@@ -154,12 +160,16 @@ class KafkaSource:
     async def run(self) -> None:
         consumer = self.consumer_factory(self)
         self.consumer = consumer
-        consumer.subscribe([self.mapping.topic], listener=_Rebalance(self))
         try:
+            consumer.subscribe([self.mapping.topic], listener=_Rebalance(self))
             await consumer.start()
-        except KafkaError as exc:
-            await consumer.stop()
-            raise ConnectionError(f"Kafka at {self.shape.bootstrap_servers}: {exc}") from exc
+        except BaseException as exc:
+            # Whatever stopped the start (a cancellation too), the client's connections and
+            # background tasks must go with it: the supervisor builds a new consumer next time.
+            await self._close(consumer)
+            if isinstance(exc, KafkaError):
+                raise ConnectionError(f"Kafka at {self.shape.bootstrap_servers}: {exc}") from exc
+            raise
         self.status.running()
         self.log.info("mapping_started", topic=self.mapping.topic, group=self.mapping.consumer_group_id)
         try:
@@ -178,8 +188,17 @@ class KafkaSource:
             raise first_error(group_error) from group_error
         finally:
             self.group = None
+            # What is still buffered is read again by the next owner: it no longer counts here.
+            for worker in self.workers.values():
+                worker.drop_buffer()
             await self._commit(list(self.workers.values()))
             await consumer.stop()
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            await consumer.stop()
+        except Exception as exc:
+            self.log.warning("consumer_close_failed", error=str(exc)[:300])
 
     # -- fetching ------------------------------------------------------------------------------
 
@@ -275,17 +294,22 @@ class KafkaSource:
             self.commit_wanted.clear()
             await self._commit(list(self.workers.values()))
 
-    async def _commit(self, workers: Sequence[PartitionWorker]) -> None:
+    async def _commit(self, workers: Sequence[PartitionWorker], *, timeout: float | None = None) -> None:
         """Commit each partition's finished prefix that moved; one request for all of them."""
         consumer = self.consumer
         offsets = {w.tp: OffsetAndMetadata(w.commit_offset, "") for w in workers if w.uncommitted}
         if consumer is None or not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            # A rebalance in progress refuses commits; revocation commits what was finished.
-            self.log.warning("commit_failed", error=str(exc)[:300], partitions=len(offsets))
+            async with asyncio.timeout(timeout):
+                await consumer.commit(offsets)
+        except (KafkaError, TimeoutError) as exc:
+            # A rebalance in progress refuses commits; revocation commits what was finished. The
+            # next commit covers these offsets too, but a redelivery on a hand-over is counted.
+            self.metrics.ack_failures["commit"].inc()
+            self.log.warning(
+                "commit_failed", error=str(exc)[:300] or type(exc).__name__, partitions=len(offsets)
+            )
             return
         for worker in workers:
             worker.committed(offsets.get(worker.tp))
@@ -328,7 +352,8 @@ class KafkaSource:
                     await asyncio.gather(*(w.finished() for w in leaving))
             except TimeoutError:
                 self.log.warning("revoke_budget_exceeded", partitions=[w.tp.partition for w in leaving])
-            await self._commit(leaving)
+            # Bounded too: the whole revocation stays within the group's rebalance timeout.
+            await self._commit(leaving, timeout=self.revoke_commit_seconds)
         for worker in leaving:
             worker.cancel()
             self.workers.pop(worker.tp, None)
@@ -429,6 +454,10 @@ class PartitionWorker:
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        self.drop_buffer()
+
+    def drop_buffer(self) -> None:
+        """Forget the records not yet taken into a batch (and their share of `buffered_records`)."""
         self.source.metrics.buffered_records.dec(len(self.buffer))
         self.buffer.clear()
 
@@ -525,18 +554,21 @@ class PartitionWorker:
         builder = BatchBuilder(source.limits, started_at=clock.monotonic())
         batch = Gathered([], [], -1, builder.size)
         taken = 0
-        while True:
-            more, cut = self._take(builder, batch)
-            taken += more
-            if cut or builder.window_elapsed(clock.monotonic()) or self._done():
-                break
-            self.arrived.clear()
-            try:
-                async with asyncio.timeout(max(builder.deadline() - clock.monotonic(), 0.0)):
-                    await self.arrived.wait()
-            except TimeoutError:
-                break
-        source.metrics.buffered_records.dec(taken)
+        try:
+            while True:
+                more, cut = self._take(builder, batch)
+                taken += more
+                if cut or builder.window_elapsed(clock.monotonic()) or self._done():
+                    break
+                self.arrived.clear()
+                try:
+                    async with asyncio.timeout(max(builder.deadline() - clock.monotonic(), 0.0)):
+                        await self.arrived.wait()
+                except TimeoutError:
+                    break
+        finally:
+            # Also when cancelled within the window: the records taken left the buffer either way.
+            source.metrics.buffered_records.dec(taken)
         if self.buffered < source.capacity:
             source.room.set()
         batch.size = builder.size
@@ -589,7 +621,7 @@ class PartitionWorker:
             now = source.clock.wall()
             records = batch.records
             oldest = (
-                min(r.timestamp for r in records) / 1000
+                min(arrival_epoch_seconds(r.timestamp, now) for r in records)
                 if source.policy.maximum_record_age_seconds != -1
                 else now
             )
@@ -630,7 +662,7 @@ class PartitionWorker:
         source = self.source
         records, encoded = batch.records, batch.encoded
         refs = [
-            StreamRecordRef(str(r.offset), r.timestamp / 1000, len(data) + 1)
+            StreamRecordRef(str(r.offset), arrival_epoch_seconds(r.timestamp, now), len(data) + 1)
             for r, data in zip(records, encoded, strict=True)
         ]
         index = {ref.sequence_number: i for i, ref in enumerate(refs)}

@@ -440,7 +440,7 @@ async def test_a_record_over_the_payload_cap_goes_to_the_destination_and_the_res
         function_server.url,
         DestinationConfig={"OnFailure": {"Destination": f"file://{failures}"}},
     )
-    await start_poller([mapping], settings=FAST_GROUP)
+    await start_poller([mapping], settings={**FAST_GROUP, "destinations": {"file_root": str(tmp_path)}})
     await wait_until(
         lambda: failures.exists() and failures.read_text().strip(), timeout=60, what="the failure"
     )
