@@ -180,6 +180,11 @@ class StreamBatchProcess:
                 self._on_failure(records, may_bisect=True)
         return result
 
+    def cannot_wait(self) -> bool:
+        """The driver could not wait out a `Backoff` (stopping): the batch is abandoned unfinished,
+        to be read again from the last checkpoint. False: there is nothing else to do with it."""
+        return False
+
     def _count_run(self, outcome: InvokeOutcome) -> None:
         self._attempts += 1
         self._throttles = 0

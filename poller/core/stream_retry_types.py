@@ -7,12 +7,10 @@ Split from `stream_retry` so that sources, destinations and tests can name the d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
+from poller.core.backoff import Backoff, BackoffPolicy, BackoffReason
 from poller.core.failure_records import FailureCondition
 from poller.core.outcome import InvokeOutcome
-
-BackoffReason = Literal["function_error", "throttled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,32 +24,6 @@ class StreamRecordRef:
     """When the record reached the stream; its age is measured from here."""
     size_bytes: int
     """What the record adds to the invoke payload."""
-
-
-@dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    """Exponential delay before a retry (spec §14 item 2: from ~1 s, capped ~30 s).
-
-    Deterministic on purpose: the runtime adds jitter, so tests can pin the schedule.
-    """
-
-    initial_seconds: float = 1.0
-    multiplier: float = 2.0
-    max_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.initial_seconds < 0 or self.multiplier < 1 or self.max_seconds < self.initial_seconds:
-            raise ValueError(f"invalid backoff policy {self!r}")
-
-    def delay(self, failures: int) -> float:
-        """The wait after the `failures`-th consecutive failure (1-based)."""
-        delay = self.initial_seconds
-        # Multiply step by step rather than raising to a power: 10,000 retries would overflow.
-        for _ in range(failures - 1):
-            if delay >= self.max_seconds or self.multiplier == 1:
-                break
-            delay *= self.multiplier
-        return min(delay, self.max_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +57,6 @@ class Invoke:
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    """Wait this long (plus jitter), then ask for the next decision."""
-
-    seconds: float
-    reason: BackoffReason
-
-
-@dataclass(frozen=True, slots=True)
 class SendToDestination:
     """Discard these records: write one on-failure record describing them (spec §6), if configured."""
 
@@ -119,3 +83,16 @@ class Done:
 
 
 Decision = Invoke | Backoff | SendToDestination | Checkpoint | Done
+
+__all__ = [
+    "Backoff",
+    "BackoffPolicy",
+    "BackoffReason",
+    "Checkpoint",
+    "Decision",
+    "Done",
+    "Invoke",
+    "RetryPolicy",
+    "SendToDestination",
+    "StreamRecordRef",
+]

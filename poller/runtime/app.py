@@ -13,6 +13,7 @@ others while the rest run on untouched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import Mapping
@@ -30,7 +31,9 @@ from poller.core.kafka_event import KafkaEventShape
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
 from poller.destinations.kafka import KafkaProducers
+from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
+from poller.observability.status import MappingStatus, ServiceStatus
 from poller.runtime.clients import (
     open_dynamodb_streams_client,
     open_kinesis_client,
@@ -38,11 +41,9 @@ from poller.runtime.clients import (
     raw_timestamp_session,
 )
 from poller.runtime.http_server import build_app, start_http
-from poller.runtime.invoker import Invoker
 from poller.runtime.kafka_clients import build_consumer, connection_options, mapping_group_timeouts
 from poller.runtime.reload import Reloader
 from poller.runtime.state_backends import StateBackend
-from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory, SupervisorPool
 from poller.sources.base import Source
 from poller.sources.dynamodb_streams import DynamoDbStreamsApi
@@ -55,6 +56,7 @@ from poller.sources.stream_failures import FailureSender
 from poller.sources.streams import StreamSource
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target, reported_function_arn
+from poller.targets.python_handler import leaked_handler_threads
 
 log = structlog.get_logger("poller.app")
 
@@ -345,6 +347,7 @@ class Service:
             # spec §1.2, §1.5: what AWS reports for stream mappings.
             user_reason="User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED",
             last_processing_result="No records processed" if streams else None,
+            leaked_threads=functools.partial(leaked_handler_threads, mapping.name),
         )
         self.status.mappings[mapping.name] = status
         self.running[mapping.name] = mapping

@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from poller.runtime.status import ServiceStatus
+from poller.observability.status import ServiceStatus
 
 
 def build_app(status: ServiceStatus, registry: CollectorRegistry) -> web.Application:

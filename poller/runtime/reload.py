@@ -31,8 +31,8 @@ import structlog
 from poller.config import LoadedConfig, Location, Problem, ResolvedMapping, Settings
 from poller.core.clock import Clock
 from poller.observability.metrics import Metrics
+from poller.observability.status import ReloadStatus, ServiceStatus
 from poller.runtime.file_watch import ChangeDetector, Snapshot, changed_paths, take_snapshot, watched_paths
-from poller.runtime.status import ReloadStatus, ServiceStatus
 from poller.runtime.supervisor import SupervisorPool
 
 log = structlog.get_logger("poller.reload")

@@ -14,7 +14,7 @@ from aiobotocore.session import AioSession
 from poller.config import Settings
 from poller.core.clock import Clock
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.shard_leases import LeaseCoordinator, LeaseStore, replica_id
 from poller.state import CheckpointStore, SqliteCheckpointStore
 from poller.state.dynamodb import LeaseTable

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.base import Source
 
 SourceFactory = Callable[[AsyncExitStack], Awaitable[Source]]

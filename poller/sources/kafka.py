@@ -50,10 +50,10 @@ from poller.core.stream_retry import (
     StreamRecordRef,
     whole_batch_first,
 )
+from poller.dispatch.invoker import Attempt, Invoker
 from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.invoker import Attempt, Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.kafka_failures import KafkaFailureSender
 
 PARTITION_CAPACITY_MIN: Final = 500

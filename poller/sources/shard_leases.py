@@ -30,7 +30,7 @@ from poller.core.lease_balance import ExpiryWatch, LeaseRow, plan_takes
 from poller.core.lease_fencing import LeaseTiming, Step
 from poller.core.shard_lineage import ShardInfo
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.state.base import Checkpoint
 from poller.state.dynamodb import LeaseItem, LeaseLost, LeaseTable, newer
 

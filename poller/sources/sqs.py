@@ -25,10 +25,10 @@ from poller.core.filtering import FilterSet, compile_filters, sqs_view
 from poller.core.message_buffer import MessageBuffer
 from poller.core.scaling import ConcurrencyScaler, backoff_seconds
 from poller.core.sqs_event import EVENT_OVERHEAD, SqsMessage, build_record, encode_event, from_record
+from poller.dispatch.invoker import Invoker
 from poller.errors import SourceUnavailable, first_error
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.invoker import Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources import sqs_calls
 from poller.sources.sqs_visibility_keeper import VisibilityKeeper
 

@@ -39,10 +39,10 @@ from poller.core.stream_retry import (
     SendToDestination,
     StreamBatchProcess,
 )
+from poller.dispatch.invoker import Invoker
 from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
-from poller.runtime.invoker import Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.shard_leases import LeaseCoordinator
 from poller.sources.stream_api import (
     AfterSequence,

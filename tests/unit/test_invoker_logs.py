@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded, TimedOut
+from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
-from poller.runtime.invoker import Invoker
 from poller.targets.http import classify_response
 
 MARKER = "card-4111-1111-1111-1111"

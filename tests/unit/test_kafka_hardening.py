@@ -40,11 +40,11 @@ from poller.core.kafka_event import (
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded
 from poller.core.stream_retry import BackoffPolicy
 from poller.destinations.kafka import DEFAULT_MAX_REQUEST_SIZE
+from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import MappingMetrics, Metrics
+from poller.observability.status import MappingStatus
 from poller.runtime.app import Service
-from poller.runtime.invoker import Invoker
 from poller.runtime.kafka_clients import DEFAULT_MAX_POLL_INTERVAL_MS, group_timeouts
-from poller.runtime.status import MappingStatus
 from poller.sources.kafka import KafkaSource, PartitionWorker
 from poller.sources.kafka_failures import KafkaFailureSender
 from tests.waiting import wait_until

@@ -13,7 +13,7 @@ from yarl import URL
 from poller.core.redact import redact_url, redact_urls
 from poller.errors import TargetConfigError
 from poller.observability.metrics import Metrics
-from poller.runtime.status import MappingStatus, ReloadStatus
+from poller.observability.status import MappingStatus, ReloadStatus
 from poller.runtime.status_command import format_status
 from poller.targets.factory import TargetSpec, headers_for, open_target
 

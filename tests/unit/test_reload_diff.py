@@ -17,6 +17,7 @@ from poller.config import LoadedConfig, ResolvedMapping, Settings, load_mappings
 from poller.config.settings import build_settings
 from poller.core.clock import ManualClock
 from poller.observability.metrics import Metrics
+from poller.observability.status import MappingStatus, ServiceStatus
 from poller.runtime.file_watch import ChangeDetector, changed_paths, take_snapshot
 from poller.runtime.reload import (
     MappingDiff,
@@ -27,7 +28,6 @@ from poller.runtime.reload import (
     restart_required,
     same_mapping,
 )
-from poller.runtime.status import MappingStatus, ServiceStatus
 from poller.runtime.supervisor import MappingSupervisor, SupervisorPool
 from poller.sources.base import Source
 from tests.waiting import wait_until

@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry
 from poller.config import Location, SqsMapping
 from poller.core.clock import ManualClock
 from poller.core.outcome import InvokeOutcome, NotInvoked, Succeeded
+from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
-from poller.runtime.invoker import Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.sqs import SqsSource
 from tests.waiting import wait_until
 

@@ -23,9 +23,9 @@ from poller.core.clock import SystemClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
+from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
-from poller.runtime.invoker import Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources.stream_api import (
     AfterSequence,
     IteratorExpired,

@@ -28,10 +28,10 @@ from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succe
 from poller.core.shard_lineage import ShardInfo
 from poller.core.shard_progress import ShardProgress
 from poller.core.stream_retry import Backoff, Invoke, RetryPolicy, StreamBatchProcess, StreamRecordRef
+from poller.dispatch.invoker import Invoker
 from poller.errors import SourceNotFound
 from poller.observability.metrics import MappingMetrics, Metrics
-from poller.runtime.invoker import Invoker
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.sources import streams
 from poller.sources.stream_api import AfterSequence, ReadResult, StartAt, StreamItem, not_found
 from poller.sources.stream_failures import FailureSender

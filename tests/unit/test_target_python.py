@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from poller.core.outcome import FunctionFailed, NotInvoked, Succeeded, TimedOut
 from poller.errors import TargetConfigError
 from poller.observability.metrics import Metrics
-from poller.runtime.status import MappingStatus
+from poller.observability.status import MappingStatus
 from poller.targets import python_handler
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target
@@ -545,7 +545,14 @@ async def test_leaked_threads_are_on_status_and_the_gauge(
 ) -> None:
     target, mapping, module = await leaky(BLOCKING_SYNC)
     metrics = Metrics(CollectorRegistry())
-    status = MappingStatus(mapping, "sqs", "arn", "python:x.handler", metrics.for_mapping(mapping))
+    status = MappingStatus(
+        mapping,
+        "sqs",
+        "arn",
+        "python:x.handler",
+        metrics.for_mapping(mapping),
+        leaked_threads=lambda: python_handler.leaked_handler_threads(mapping),
+    )
 
     def gauge() -> float | None:
         return metrics.registry.get_sample_value("poller_handler_threads_leaked", {"mapping": mapping})

@@ -8,12 +8,12 @@ signal to alert on. While a hot reload drains a mapping it is `Deleting` (remove
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from poller.core.redact import redact_url, redact_urls
 from poller.observability.metrics import MappingMetrics
-from poller.targets.python_handler import leaked_handler_threads
 
 
 @dataclass
@@ -34,11 +34,14 @@ class MappingStatus:
     positions: dict[str, Any] = field(default_factory=dict)
     leases: dict[str, Any] | None = None
     """dynamodb state backend: this replica's id and the shard leases it holds."""
+    leaked_threads: Callable[[], int] = lambda: 0
+    """Sync `python:` handler threads still running after their timeout (the target counts them;
+    the composition root passes its reader, so this model imports nothing above it)."""
 
     def __post_init__(self) -> None:
         self.state_transition_reason = self.state_transition_reason or self.user_reason
         self.metrics.set_state(self.state)
-        self.metrics.handler_threads_leaked.set_function(lambda: leaked_handler_threads(self.name))
+        self.metrics.handler_threads_leaked.set_function(self.leaked_threads)
 
     def transition(self, state: str, reason: str | None = None) -> None:
         self.state = state
@@ -69,7 +72,7 @@ class MappingStatus:
             "StateTransitionReason": redact_urls(self.state_transition_reason),
             "LastProcessingResult": self.last_processing_result,
             "Positions": self.positions,
-            "LeakedHandlerThreads": leaked_handler_threads(self.name),
+            "LeakedHandlerThreads": self.leaked_threads(),
             **({"Leases": self.leases} if self.leases is not None else {}),
         }
 
