@@ -3,7 +3,8 @@
 The coordinator keeps a lease row for every shard of the stream, takes unowned and expired leases
 up to this replica's fair share and steals at most one at a time from the most loaded replica
 (`poller.core.lease_balance`), renews what it holds on its own task so a slow handler never loses
-a lease, and reports a lost lease at once so the shard stops before it could checkpoint again.
+a lease (also while a stopping source drains, until it releases them), and reports a lost lease at
+once so the shard stops before it could checkpoint again.
 Renewals run all at once, each with a deadline; a lease not confirmed for most of the lease period
 is fenced: its shard stops before any other replica could take it (`poller.core.lease_fencing`).
 
@@ -81,6 +82,9 @@ class LeaseCoordinator:
         self.items: dict[str, LeaseItem] = {}
         self.lost: set[str] = set()
         self.changed = asyncio.Event()
+        self.released = asyncio.Event()
+        """Set by `release_all`: renewals that outlived `renew_loop` (a stopping source) end."""
+        self.draining: asyncio.Task[None] | None = None
         self.stop_shard: StopShard | None = None
         self.log = structlog.get_logger("poller.leases").bind(mapping=mapping, owner=owner)
         self.status: MappingStatus | None = None
@@ -169,9 +173,22 @@ class LeaseCoordinator:
 
     async def renew_loop(self, stopping: asyncio.Event) -> None:
         """Renew every held lease every lease/3, all at once and each within a deadline, on this
-        task only (never on the batch path); fence the shards whose leases are no longer sure."""
+        task only (never on the batch path); fence the shards whose leases are no longer sure.
+
+        Returns once `stopping` is set, so the source's task group can end; but a stopping source
+        still finishes its in-flight batches (for up to the drain budget, longer than a lease)
+        before `release_all`, so renewing and fencing carry on, on a task of the coordinator's own,
+        until then: otherwise a peer could take a shard this replica is still invoking."""
+        self.released.clear()
+        await self._renew_until(stopping)
+        if self.held and not self.released.is_set():
+            self.draining = asyncio.create_task(
+                self._renew_until(self.released), name=f"lease-renewals-draining:{self.mapping}"
+            )
+
+    async def _renew_until(self, done: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as stops:
-            while not stopping.is_set():
+            while not done.is_set():
                 now = self.clock.monotonic()
                 due: list[tuple[str, float]] = []
                 for shard, held in list(self.held.items()):
@@ -186,7 +203,7 @@ class LeaseCoordinator:
                     async with asyncio.TaskGroup() as renewals:
                         for shard, timeout in due:
                             renewals.create_task(self._renew(shard, timeout, stops))
-                await self._sleep_until(self._next_look(), stopping)
+                await self._sleep_until(self._next_look(), done)
 
     def _step(self, held: Held, now: float) -> Step:
         return self.timing.step(now, confirmed_at=held.confirmed_at, attempted_at=held.attempted_at)
@@ -197,10 +214,10 @@ class LeaseCoordinator:
         # A lease taken meanwhile is due a whole renewal interval after its take: no need to wake.
         return min(looks, default=now + self.timing.renew_every)
 
-    async def _sleep_until(self, wake_at: float, stopping: asyncio.Event) -> None:
+    async def _sleep_until(self, wake_at: float, done: asyncio.Event) -> None:
         try:
             async with asyncio.timeout(max(0.0, wake_at - self.clock.monotonic())):
-                await stopping.wait()
+                await done.wait()
         except TimeoutError:
             pass
 
@@ -274,17 +291,39 @@ class LeaseCoordinator:
         held = self.held.pop(shard, None)
         if held is None:
             return
-        async with held.lock:
-            try:
+        try:
+            # The deadline covers waiting for a checkpoint holding the lock and the client's retries;
+            # a release not confirmed in time only makes peers wait for the failover time.
+            async with asyncio.timeout(self.timing.renew_timeout), held.lock:
                 await self.table.release(self.mapping, shard, self.owner, held.counter)
-                self.log.info("lease_released", shard=shard)
-            except (LeaseLost, ClientError, BotoCoreError) as exc:
-                self.log.info("lease_release_failed", shard=shard, error=str(exc)[:200])
+            self.log.info("lease_released", shard=shard)
+        except (LeaseLost, ClientError, BotoCoreError, TimeoutError) as exc:
+            late = isinstance(exc, TimeoutError)
+            self.log.info("lease_release_failed", shard=shard, late=late, error=str(exc)[:200])
         self._publish_held()
 
     async def release_all(self) -> None:
-        for shard in list(self.held):
-            await self.release(shard)
+        """Let go of every held lease, all at once and each within a deadline, so a slow table
+        holds up a shutdown by one deadline at most, not by one per lease."""
+        self.released.set()
+        await self._end_draining()
+        async with asyncio.TaskGroup() as releases:
+            for shard in list(self.held):
+                releases.create_task(self.release(shard), name=f"lease-release:{shard}")
+
+    async def _end_draining(self) -> None:
+        """Stop the renewals that outlived `renew_loop`. A round under way ends within its renewal
+        deadline: awaited rather than cut short, so the release names the counter it wrote."""
+        task, self.draining = self.draining, None
+        if task is None:
+            return
+        _, late = await asyncio.wait({task}, timeout=self.timing.renew_timeout)
+        if late:
+            task.cancel()
+            await asyncio.wait({task})
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.log.error("lease_renewals_failed", error=repr(error)[:300])
 
 
 class LeaseStore:

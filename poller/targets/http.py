@@ -36,6 +36,17 @@ def _request_id(headers: CIMultiDictProxy[str]) -> str:
     return str(uuid.uuid4())
 
 
+RETRY_AFTER_TEXT_LIMIT = 64
+"""An HTTP-date is 29 characters; a longer header is cut, so it cannot smuggle a body into logs."""
+
+
+def throttle_detail(status: int, retry_after: str | None, body_bytes: int) -> str:
+    """A throttle's text, which the invoker logs: what the engine saw of the reply, never the body
+    (it may quote the records the function was sent; DESIGN §1.8)."""
+    wait = "no Retry-After" if retry_after is None else f"Retry-After: {retry_after[:RETRY_AFTER_TEXT_LIMIT]}"
+    return f"HTTP {status}; {wait}; body {body_bytes} bytes"
+
+
 def classify_response(
     status: int, headers: CIMultiDictProxy[str], body: bytes, *, timeout_seconds: float
 ) -> InvokeOutcome:
@@ -55,10 +66,11 @@ def classify_response(
     if 200 <= status < 300:
         return Succeeded(payload=body, status_code=status, executed_version=version, request_id=request_id)
     if status in (429, 503):
+        retry_after = headers.get("Retry-After")
         return NotInvoked(
             "throttled",
-            f"HTTP {status}: {truncate(body)}" if body else f"HTTP {status}",
-            retry_after_seconds=parse_retry_after(headers.get("Retry-After")),
+            throttle_detail(status, retry_after, len(body)),
+            retry_after_seconds=parse_retry_after(retry_after),
         )
     return FunctionFailed(
         error_type=f"HTTP{status}",

@@ -13,14 +13,20 @@ from email.utils import format_datetime
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from poller.core.outcome import FunctionFailed, NotInvoked, Succeeded, TimedOut
 from poller.errors import TargetConfigError
+from poller.observability.metrics import Metrics
+from poller.runtime.invoker import Invoker
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target
 
 pytestmark = pytest.mark.integration
 
+MARKER = "card-4111-1111-1111-1111"
+QUOTING_BODY = f"slow down, still busy with {MARKER}".encode()
 ERROR_DOC = {"errorMessage": "bad record", "errorType": "ValueError", "stackTrace": ["  File x", "  y"]}
 
 
@@ -57,6 +63,10 @@ def make_app(server: FunctionServer) -> web.Application:
     async def throttled(request: web.Request) -> web.Response:
         return web.Response(status=429, text="slow down", headers={"Retry-After": "2"})
 
+    async def throttled_quoting(request: web.Request) -> web.Response:
+        status = int(request.path.split("-")[0].removeprefix("/"))
+        return web.Response(status=status, body=QUOTING_BODY, headers={"Retry-After": "7"})
+
     async def unavailable(request: web.Request) -> web.Response:
         later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
         return web.Response(status=503, headers={"Retry-After": later})
@@ -85,6 +95,8 @@ def make_app(server: FunctionServer) -> web.Application:
         "/500": fails,
         "/429": throttled,
         "/503": unavailable,
+        "/429-quoting": throttled_quoting,
+        "/503-quoting": throttled_quoting,
         "/redirect": redirect,
         "/slow": slow,
         "/hang-up": hang_up,
@@ -214,7 +226,35 @@ async def test_429_is_throttled_with_retry_after_seconds(
     function_server: FunctionServer, open_http: Callable[..., Awaitable[Target]]
 ) -> None:
     outcome = await (await open_http(f"{function_server.base_url}/429")).invoke(b"{}")
-    assert outcome == NotInvoked("throttled", "HTTP 429: slow down", retry_after_seconds=2.0)
+    assert outcome == NotInvoked(
+        "throttled", "HTTP 429; Retry-After: 2; body 9 bytes", retry_after_seconds=2.0
+    )
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_throttle_reply_body_is_in_no_outcome_text_or_log_line(
+    status: int, function_server: FunctionServer, open_http: Callable[..., Awaitable[Target]]
+) -> None:
+    """DESIGN §1.8: a 429/503 body may quote the batch; the throttle says its status, Retry-After
+    and size only."""
+    target = await open_http(f"{function_server.base_url}/{status}-quoting")
+    invoker = Invoker(
+        target=target,
+        metrics=Metrics(CollectorRegistry()).for_mapping("http-mapping"),
+        source_kind="sqs",
+        report_batch_item_failures=False,
+    )
+    with capture_logs() as logs:
+        attempt = await invoker.invoke(b"{}", ["id-1"], attempt=1, log_fields={"mapping": "http-mapping"})
+    outcome = attempt.outcome
+    assert MARKER not in str(outcome)
+    [line] = [entry for entry in logs if entry["event"] == "batch_attempt"]
+    for entry in logs:
+        assert MARKER not in str(entry), entry
+    detail = f"HTTP {status}; Retry-After: 7; body {len(QUOTING_BODY)} bytes"
+    assert outcome == NotInvoked("throttled", detail, retry_after_seconds=7.0)
+    assert line["outcome"] == "throttled"
+    assert line["error"] == f"throttled: {detail}"
 
 
 async def test_503_is_throttled_with_retry_after_date(
