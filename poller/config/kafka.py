@@ -13,13 +13,13 @@ import re
 import time
 from datetime import UTC
 
+from poller.config.destinations import KafkaDestinationSpec, parse_destination
 from poller.config.filters import filter_problems
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import KafkaMapping, Location, StartingPosition
 from poller.config.sources import Arn
 from poller.config.sqs import batch_size_range_message
-from poller.destinations.factory import KafkaDestinationSpec, parse_destination
 
 DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 10_000

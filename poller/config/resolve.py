@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from poller.config.destinations import FileDestinationSpec, confine_file, parse_destination
 from poller.config.kafka import resolve_kafka, servers_overlap
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
@@ -23,7 +24,6 @@ from poller.config.sources import Detected, SourceKind, detect_kind
 from poller.config.sqs import UNSUPPORTED_DESTINATION, resolve_sqs
 from poller.config.streams import resolve_stream
 from poller.config.yaml_lines import LineMap, YamlDocument
-from poller.destinations.factory import FileDestinationSpec, confine_file, parse_destination
 
 LIST_KEY = "EventSourceMappings"
 SQS_MIN_POLLERS = 2

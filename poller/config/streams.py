@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from poller.config.destinations import parse_destination
 from poller.config.filters import filter_problems
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import Location, StartingPosition, StreamKind, StreamMapping
 from poller.config.sources import KIND_TITLES, DynamoDbStreamArn, KinesisConsumerArn, KinesisStreamArn
 from poller.config.sqs import UNSUPPORTED_DESTINATION, batch_size_range_message
-from poller.destinations.factory import parse_destination
 
 DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 10_000

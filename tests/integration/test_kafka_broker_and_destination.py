@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from poller.config.destinations import parse_destination
 from poller.core.failure_records import (
     FailureCondition,
     FailureContext,
@@ -36,7 +37,6 @@ from poller.core.kafka_event import (
 )
 from poller.core.outcome import FunctionFailed
 from poller.destinations import DeliveryFailed, DeliveryRejected, FailureDelivery, open_destination
-from poller.destinations.factory import parse_destination
 from poller.destinations.kafka import KafkaDestination, KafkaProducers
 from tests.integration.conftest import free_port
 from tests.integration.kafka_broker import (

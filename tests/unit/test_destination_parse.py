@@ -8,15 +8,15 @@ from pathlib import Path
 import aiobotocore.session
 import pytest
 
-from poller.destinations.factory import (
+from poller.config.destinations import (
     FileDestinationSpec,
     KafkaDestinationSpec,
     S3DestinationSpec,
     SnsDestinationSpec,
     SqsDestinationSpec,
-    open_destination,
     parse_destination,
 )
+from poller.destinations.factory import open_destination
 
 
 @pytest.mark.parametrize(
