@@ -33,15 +33,13 @@ from poller.demo.examples import (
     REGION,
     Aws,
     Example,
-    Inventory,
     Landing,
     Orders,
-    Payments,
     Snapshot,
-    Telemetry,
     metric,
     plural,
 )
+from poller.demo.stream_examples import Inventory, Payments, Telemetry
 
 DEFAULT_TIMEOUT_SECONDS: Final = 45.0
 """How long the records may take to be accounted for once the service runs (at least: every poison
