@@ -204,10 +204,7 @@ def write_config(
 ) -> Path:
     """The settings file and one mapping file each, as a deployment of `poller run` has them."""
     workdir.mkdir(parents=True, exist_ok=True)
-    mapping_dir = workdir / "mappings"
-    mapping_dir.mkdir(exist_ok=True)
-    for index, mapping in enumerate(mappings):
-        (mapping_dir / f"m{index:03d}.yaml").write_text(json.dumps(mapping))
+    mapping_dir = write_mappings(workdir, mappings)
     settings: dict[str, Any] = {
         "aws": {"region": REGION, "account_id": ACCOUNT, "endpoint_url": endpoint},
         "state": {"backend": "sqlite", "path": str(workdir / "state.sqlite3")},
@@ -221,6 +218,16 @@ def write_config(
     settings_file = workdir / "poller.yaml"
     settings_file.write_text(json.dumps(settings))
     return settings_file
+
+
+def write_mappings(workdir: Path, mappings: list[dict[str, Any]], *, first: int = 0) -> Path:
+    """One file per mapping in `workdir/mappings`, numbered from `first` (a running engine started
+    on `workdir` picks later ones up as a hot reload); returns the directory."""
+    mapping_dir = workdir / "mappings"
+    mapping_dir.mkdir(exist_ok=True)
+    for index, mapping in enumerate(mappings, start=first):
+        (mapping_dir / f"m{index:03d}.yaml").write_text(json.dumps(mapping))
+    return mapping_dir
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ again while the confirmed deadline has not passed, a bounded number of times; af
 is lost to us: it may be visible again and received by another consumer.
 
 Pure decisions over clock readings the caller passes in; the keeper in
-`poller.sources.sqs_visibility_keeper` makes the calls.
+`poller.sources.sqs.visibility` makes the calls.
 """
 
 from __future__ import annotations

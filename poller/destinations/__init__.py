@@ -1,5 +1,6 @@
 """On-failure destinations for stream and Kafka mappings, behind one `Destination` protocol."""
 
+from poller.destinations._aws import DestinationClients, destination_config
 from poller.destinations.base import (
     DeliveryFailed,
     DeliveryRejected,
@@ -13,9 +14,11 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryRejected",
     "Destination",
+    "DestinationClients",
     "DestinationSpec",
     "FailureDelivery",
     "S3KeyParts",
+    "destination_config",
     "open_destination",
     "parse_destination",
 ]

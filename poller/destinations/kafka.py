@@ -34,7 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from poller.core.kafka_event import KafkaFailedRecord, kafka_failed_records
+from poller.core.kafka_failure_messages import KafkaFailedRecord, kafka_failed_records
 from poller.destinations.base import DeliveryFailed, DeliveryRejected, FailureDelivery
 
 __all__ = ["KafkaDestination", "KafkaFailedRecord", "KafkaProducers", "ProducersClosed", "RoundRobinNullKeys"]

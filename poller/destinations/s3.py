@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 import orjson
-from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.core.failure_records import s3_object_key, with_s3_payload
-from poller.destinations._aws import client_config, translate
+from poller.destinations._aws import translate
 from poller.destinations.base import FailureDelivery
 
 if TYPE_CHECKING:
@@ -20,22 +18,10 @@ if TYPE_CHECKING:
 class S3Destination:
     kind: str = "s3"
 
-    def __init__(self, client: S3Client, *, bucket: str, arn: str, exit_stack: AsyncExitStack) -> None:
+    def __init__(self, client: S3Client, *, bucket: str, arn: str) -> None:
         self._client = client
         self._bucket = bucket
         self._arn = arn
-        self._exit_stack = exit_stack
-
-    @classmethod
-    async def open(
-        cls, *, bucket: str, arn: str, region: str, session: AioSession, endpoint_url: str | None
-    ) -> S3Destination:
-        stack = AsyncExitStack()
-        config = client_config(path_style=endpoint_url is not None)
-        client: S3Client = await stack.enter_async_context(
-            session.create_client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
-        )
-        return cls(client, bucket=bucket, arn=arn, exit_stack=stack)
 
     async def deliver(self, delivery: FailureDelivery) -> None:
         parts = delivery.s3_key_parts
@@ -57,4 +43,4 @@ class S3Destination:
             raise translate(exc, action="PutObject", target=self._arn) from exc
 
     async def aclose(self) -> None:
-        await self._exit_stack.aclose()
+        """Nothing to close: the client is its provider's (`DestinationClients`)."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.destinations._aws import client_config, error_code, message_body, translate
+from poller.destinations._aws import error_code, message_body, translate
 from poller.destinations.base import FailureDelivery
 
 if TYPE_CHECKING:
@@ -23,34 +21,12 @@ REJECTED_CODES = frozenset({"InvalidMessageContents"})
 class SqsDestination:
     kind: str = "sqs"
 
-    def __init__(
-        self, client: SQSClient, *, arn: str, queue_name: str, account_id: str, exit_stack: AsyncExitStack
-    ) -> None:
+    def __init__(self, client: SQSClient, *, arn: str, queue_name: str, account_id: str) -> None:
         self._client = client
         self._arn = arn
         self._queue_name = queue_name
         self._account_id = account_id
-        self._exit_stack = exit_stack
         self._queue_url: str | None = None
-
-    @classmethod
-    async def open(
-        cls,
-        *,
-        arn: str,
-        region: str,
-        account_id: str,
-        queue_name: str,
-        session: AioSession,
-        endpoint_url: str | None,
-    ) -> SqsDestination:
-        stack = AsyncExitStack()
-        client: SQSClient = await stack.enter_async_context(
-            session.create_client(
-                "sqs", region_name=region, endpoint_url=endpoint_url, config=client_config()
-            )
-        )
-        return cls(client, arn=arn, queue_name=queue_name, account_id=account_id, exit_stack=stack)
 
     async def _url(self) -> str:
         # Resolved at first delivery, not at open: a queue that does not exist yet should block
@@ -76,4 +52,4 @@ class SqsDestination:
             raise translate(exc, action=action, target=self._arn, rejected_codes=REJECTED_CODES) from exc
 
     async def aclose(self) -> None:
-        await self._exit_stack.aclose()
+        """Nothing to close: the client is its provider's (`DestinationClients`)."""

@@ -27,33 +27,24 @@ from prometheus_client import CollectorRegistry
 from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
 from poller.config.loader import load_mappings, load_settings
 from poller.core.clock import Clock, SystemClock
-from poller.core.kafka_event import KafkaEventShape
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
 from poller.destinations.kafka import KafkaProducers
+from poller.dispatch.driver import Driver
+from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus, ServiceStatus
-from poller.runtime.clients import (
-    open_dynamodb_streams_client,
-    open_kinesis_client,
-    open_sqs_client,
-    raw_timestamp_session,
-)
+from poller.runtime.clients import AwsClients
 from poller.runtime.http_server import build_app, start_http
 from poller.runtime.kafka_clients import build_consumer, connection_options, mapping_group_timeouts
 from poller.runtime.reload import Reloader
 from poller.runtime.state_backends import StateBackend
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory, SupervisorPool
 from poller.sources.base import Source
-from poller.sources.dynamodb_streams import DynamoDbStreamsApi
 from poller.sources.kafka import KafkaSource
-from poller.sources.kafka_failures import KafkaFailureSender
-from poller.sources.kinesis import KinesisApi
 from poller.sources.sqs import MAX_RECEIVERS, SqsSource
-from poller.sources.stream_api import StreamApi
-from poller.sources.stream_failures import FailureSender
-from poller.sources.streams import StreamSource
+from poller.sources.streams import DynamoDbStreamsApi, KinesisApi, StreamApi, StreamSource
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target, reported_function_arn
 from poller.targets.python_handler import leaked_handler_threads
@@ -77,8 +68,8 @@ class Service:
         self.metrics = Metrics(self.registry)
         self.status = ServiceStatus()
         self.state: StateBackend | None = None
-        self.stream_session = raw_timestamp_session()
-        """Stream readers' clients: timestamps left as epoch seconds (see clients.py)."""
+        self.clients = AwsClients(self.session, endpoint_url=self.settings.aws.endpoint_url)
+        """Every mapping's AWS clients, shared, closed when the service stops (see clients.py)."""
         self._state_lock = asyncio.Lock()
         self._stack: AsyncExitStack | None = None
         self.kafka_producers: KafkaProducers | None = None
@@ -120,8 +111,6 @@ class Service:
         return self._sqs_source_factory(mapping, status)
 
     def _sqs_source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
-        aws = self.settings.aws
-
         async def open_source(stack: AsyncExitStack) -> Source:
             target = await self._open_target(mapping, stack)
             metrics = status.metrics
@@ -133,13 +122,7 @@ class Service:
             )
             return SqsSource(
                 mapping,
-                client=await open_sqs_client(
-                    self.session,
-                    stack,
-                    region=mapping.region,
-                    endpoint_url=aws.endpoint_url,
-                    receivers=MAX_RECEIVERS,
-                ),
+                client=await self.clients.sqs_source(stack, region=mapping.region, receivers=MAX_RECEIVERS),
                 invoker=invoker,
                 metrics=metrics,
                 status=status,
@@ -149,8 +132,6 @@ class Service:
         return open_source
 
     def _stream_source_factory(self, mapping: StreamMapping, status: MappingStatus) -> SourceFactory:
-        aws = self.settings.aws
-
         async def open_source(stack: AsyncExitStack) -> Source:
             backend = await self._state_backend()
             store, leases = backend.for_mapping(
@@ -167,9 +148,7 @@ class Service:
             api: StreamApi
             if mapping.source_kind == "kinesis":
                 api = KinesisApi(
-                    await open_kinesis_client(
-                        self.stream_session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
-                    ),
+                    await self.clients.kinesis(region=mapping.region),
                     stream_name=mapping.stream_name,
                     stream_arn=mapping.event_source_arn,
                     region=mapping.region,
@@ -177,23 +156,20 @@ class Service:
                 )
             else:
                 api = DynamoDbStreamsApi(
-                    await open_dynamodb_streams_client(
-                        self.stream_session, stack, region=mapping.region, endpoint_url=aws.endpoint_url
-                    ),
+                    await self.clients.dynamodb_streams(region=mapping.region),
                     stream_arn=mapping.event_source_arn,
                 )
             destination: Destination | None = None
             if mapping.on_failure_destination is not None:
                 destination = await open_destination(
                     parse_destination(mapping.on_failure_destination),
-                    session=self.session,
-                    endpoint_url=aws.endpoint_url,
+                    clients=self.clients,
                     stack=stack,
                     region=mapping.region,
                 )
             stopping = asyncio.Event()
             failures = FailureSender(
-                mapping,
+                mapping_name=mapping.name,
                 destination=destination,
                 function_arn=reported_function_arn(self._target_spec(mapping)),
                 metrics=metrics,
@@ -227,25 +203,20 @@ class Service:
                 source_kind=mapping.source_kind,
                 report_batch_item_failures=mapping.report_batch_item_failures,
             )
-            shape = KafkaEventShape(
-                bootstrap_servers=",".join(mapping.bootstrap_servers), topic=mapping.topic
-            )
             destination: Destination | None = None
             if mapping.on_failure_destination is not None:
                 destination = await open_destination(
                     parse_destination(mapping.on_failure_destination),
-                    session=self.session,
-                    endpoint_url=settings.aws.endpoint_url,
+                    clients=self.clients,
                     stack=stack,
                     region=settings.aws.region,
-                    kafka_bootstrap_servers=shape.bootstrap_servers,
+                    kafka_bootstrap_servers=",".join(mapping.bootstrap_servers),
                     kafka_producers=self._producers(),
                 )
             stopping = asyncio.Event()
-            failures = KafkaFailureSender(
-                mapping,
+            failures = FailureSender(
+                mapping_name=mapping.name,
                 destination=destination,
-                shape=shape,
                 function_arn=reported_function_arn(self._target_spec(mapping)),
                 metrics=metrics,
                 clock=self.clock,
@@ -256,6 +227,7 @@ class Service:
                 mapping,
                 consumer_factory=lambda _: build_consumer(mapping, settings.kafka, self.loaded.base_dir),
                 invoker=invoker,
+                driver=Driver(clock=self.clock, status=status),
                 failures=failures,
                 metrics=metrics,
                 status=status,
@@ -300,6 +272,7 @@ class Service:
                     loop.add_signal_handler(sig, handler)
                     stack.callback(loop.remove_signal_handler, sig)
             self._stack = stack
+            stack.push_async_callback(self.clients.aclose)
             stack.push_async_callback(self._close_producers)
             async with asyncio.TaskGroup() as group:
                 self.pool = SupervisorPool(group)

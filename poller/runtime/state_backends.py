@@ -15,9 +15,9 @@ from poller.config import Settings
 from poller.core.clock import Clock
 from poller.observability.metrics import MappingMetrics
 from poller.observability.status import MappingStatus
-from poller.sources.shard_leases import LeaseCoordinator, LeaseStore, replica_id
 from poller.state import CheckpointStore, SqliteCheckpointStore
 from poller.state.dynamodb import LeaseTable
+from poller.state.leases import LeaseCoordinator, LeaseStore, replica_id
 
 log = structlog.get_logger("poller.state")
 

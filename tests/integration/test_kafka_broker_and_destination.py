@@ -26,14 +26,12 @@ from poller.core.failure_records import (
     KafkaPartitionRange,
     kafka_failure_record,
 )
-from poller.core.kafka_event import (
-    KafkaEventShape,
+from poller.core.kafka_event import KafkaEventShape, KafkaRecordInput, kafka_record
+from poller.core.kafka_failure_messages import (
     KafkaFailedRecord,
-    KafkaRecordInput,
     group_records,
     kafka_failed_record,
     kafka_item,
-    kafka_record,
 )
 from poller.core.outcome import FunctionFailed
 from poller.destinations import DeliveryFailed, DeliveryRejected, FailureDelivery, open_destination

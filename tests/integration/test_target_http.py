@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from poller.core.outcome import FunctionFailed, NotInvoked, Succeeded, TimedOut
+from poller.dispatch.invoker import Invoker
 from poller.errors import TargetConfigError
 from poller.observability.metrics import Metrics
-from poller.runtime.invoker import Invoker
 from poller.targets.base import Target
 from poller.targets.factory import TargetSpec, open_target
 

@@ -29,13 +29,15 @@ from poller.core.kafka_event import (
     encode_kafka_event,
     event_overhead,
     from_consumer_record,
-    group_records,
     kafka_event_size,
+    kafka_record,
+    serialise_record,
+)
+from poller.core.kafka_failure_messages import (
+    group_records,
     kafka_failed_record,
     kafka_failed_records,
     kafka_item,
-    kafka_record,
-    serialise_record,
 )
 from poller.core.outcome import FunctionFailed
 

@@ -21,13 +21,8 @@ from poller.core.failure_records import (
     KafkaPartitionRange,
     kafka_failure_record,
 )
-from poller.core.kafka_event import (
-    KafkaEventShape,
-    KafkaRecordInput,
-    group_records,
-    kafka_failed_record,
-    kafka_item,
-)
+from poller.core.kafka_event import KafkaEventShape, KafkaRecordInput
+from poller.core.kafka_failure_messages import group_records, kafka_failed_record, kafka_item
 from poller.core.outcome import FunctionFailed
 
 SERVERS = "10.0.0.1:9092,broker-2.internal:9093"

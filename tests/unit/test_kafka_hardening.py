@@ -28,25 +28,25 @@ from poller.config import KafkaMapping, Location, load_config
 from poller.core.clock import SystemClock
 from poller.core.kafka_event import (
     NO_TIMESTAMP,
-    KafkaEventShape,
     KafkaRecordEncoder,
     arrival_epoch_seconds,
     from_consumer_record,
-    kafka_failed_record,
-    kafka_item,
     kafka_record,
     serialise_record,
 )
+from poller.core.kafka_failure_messages import kafka_failed_record, kafka_item
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded
 from poller.core.stream_retry import BackoffPolicy
 from poller.destinations.kafka import DEFAULT_MAX_REQUEST_SIZE
+from poller.dispatch.driver import Driver
+from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import MappingMetrics, Metrics
 from poller.observability.status import MappingStatus
 from poller.runtime.app import Service
 from poller.runtime.kafka_clients import DEFAULT_MAX_POLL_INTERVAL_MS, group_timeouts
-from poller.sources.kafka import KafkaSource, PartitionWorker
-from poller.sources.kafka_failures import KafkaFailureSender
+from poller.sources.kafka import KafkaSource
+from poller.sources.kafka.partition import PartitionWorker
 from tests.waiting import wait_until
 
 TOPIC = "orders"
@@ -203,7 +203,6 @@ def make_source(
     mapping = replace(MAPPING, **changes)
     stopping = asyncio.Event()
     clock = SystemClock()
-    shape = KafkaEventShape(bootstrap_servers="b1:9092", topic=TOPIC)
     status = MappingStatus(
         name=mapping.name,
         source_kind="kafka",
@@ -217,10 +216,10 @@ def make_source(
         invoker=Invoker(
             target=target, metrics=metrics, source_kind="kafka", report_batch_item_failures=False
         ),
-        failures=KafkaFailureSender(
-            mapping,
+        driver=Driver(clock=clock, status=status),
+        failures=FailureSender(
+            mapping_name=mapping.name,
             destination=None,
-            shape=shape,
             function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
             metrics=metrics,
             clock=clock,

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from poller.core.clock import SystemClock
 from poller.observability.metrics import Metrics
-from poller.sources.shard_leases import LeaseCoordinator
+from poller.state.leases import LeaseCoordinator
 from tests.unit.test_lease_fencing import FakeLeaseTable
 from tests.waiting import wait_until
 

@@ -17,8 +17,8 @@ from poller.core.clock import ManualClock, SystemClock
 from poller.core.lease_balance import LeaseRow
 from poller.core.lease_fencing import LeaseTiming
 from poller.observability.metrics import Metrics
-from poller.sources.shard_leases import LeaseCoordinator
 from poller.state.dynamodb import LeaseItem, LeaseLost
+from poller.state.leases import LeaseCoordinator
 from tests.waiting import wait_until
 
 LEASE = 10.0

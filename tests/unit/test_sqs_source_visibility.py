@@ -3,7 +3,7 @@
 SQS answers a ChangeMessageVisibilityBatch entry with `Failed` (a receipt handle gone stale, an
 internal error) rarely and not on demand, so these paths run here: the real `SqsSource`, invoker,
 metrics registry and a manual clock, against a queue double that implements just the calls
-`poller.sources.sqs_calls` makes (not a mock of aiobotocore). The clock decides which deadlines are
+`poller.sources.sqs.calls` makes (not a mock of aiobotocore). The clock decides which deadlines are
 near; the keeper's rounds run on real (short) sleeps, so waits are on observable effects.
 """
 

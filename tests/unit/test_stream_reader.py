@@ -23,10 +23,12 @@ from poller.core.clock import SystemClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
+from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus
-from poller.sources.stream_api import (
+from poller.sources.streams import StreamSource
+from poller.sources.streams.api import (
     AfterSequence,
     IteratorExpired,
     ReadResult,
@@ -35,8 +37,6 @@ from poller.sources.stream_api import (
     StreamItem,
     TrimHorizon,
 )
-from poller.sources.stream_failures import FailureSender
-from poller.sources.streams import StreamSource
 from poller.state import SqliteCheckpointStore
 from tests.waiting import wait_until
 
@@ -157,7 +157,7 @@ async def run_source(tmp_path: Path) -> AsyncIterator[object]:
             ),
             store=store,
             failures=FailureSender(
-                mapping(),
+                mapping_name="m",
                 destination=None,
                 function_arn="arn",
                 metrics=metrics,

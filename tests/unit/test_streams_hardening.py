@@ -28,14 +28,14 @@ from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succe
 from poller.core.shard_lineage import ShardInfo
 from poller.core.shard_progress import ShardProgress
 from poller.core.stream_retry import Backoff, Invoke, RetryPolicy, StreamBatchProcess, StreamRecordRef
+from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.errors import SourceNotFound
 from poller.observability.metrics import MappingMetrics, Metrics
 from poller.observability.status import MappingStatus
-from poller.sources import streams
-from poller.sources.stream_api import AfterSequence, ReadResult, StartAt, StreamItem, not_found
-from poller.sources.stream_failures import FailureSender
-from poller.sources.streams import ShardWorker, StreamSource
+from poller.sources.streams import StreamSource, scheduler
+from poller.sources.streams.api import AfterSequence, ReadResult, StartAt, StreamItem, not_found
+from poller.sources.streams.shard import ShardWorker
 from poller.state import SqliteCheckpointStore
 from poller.state.base import Checkpoint
 from tests.waiting import wait_until
@@ -383,7 +383,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
             ),
             store=sqlite if store is None else store,
             failures=FailureSender(
-                config,
+                mapping_name=config.name,
                 destination=None,
                 function_arn="arn",
                 metrics=mapping_metrics,
@@ -459,7 +459,7 @@ async def test_filtered_records_behind_a_poison_batch_do_not_pile_up(
             super().__init__(*args)
             workers.append(self)
 
-    monkeypatch.setattr(streams, "ShardWorker", Watched)
+    monkeypatch.setattr(scheduler, "ShardWorker", Watched)
     api = Stream(
         {}, endless={"shard-0": lambda n: item(n, "poison" if n == 1 else "other")}, max_read_records=1000
     )

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from poller.aws_errors import read_error
 from poller.core.dynamodb_event import creation_epoch, dynamodb_record, item_key
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import serialise_record
 from poller.core.stream_retry import StreamRecordRef
-from poller.sources.stream_api import (
+from poller.sources.streams.api import (
     AfterSequence,
     AtTimestamp,
     IteratorExpired,
@@ -26,7 +27,6 @@ from poller.sources.stream_api import (
     StartAt,
     StreamItem,
     TrimHorizon,
-    error_code,
     not_found,
 )
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 RETENTION_SECONDS = 24 * 3600.0
 """DynamoDB Streams keep records for 24 hours; it is not configurable."""
-_THROTTLED = {"LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException"}
 
 
 class DynamoDbStreamsApi:
@@ -88,11 +87,11 @@ class DynamoDbStreamsApi:
         try:
             reply = await self.client.get_shard_iterator(**args)
         except ClientError as exc:
-            code = error_code(exc)
-            if code == "TrimmedDataAccessException":
-                raise PositionTrimmed(code) from exc
-            if code in _THROTTLED:
-                raise ReadThrottled(code) from exc
+            error = read_error(exc)
+            if error.code == "TrimmedDataAccessException":
+                raise PositionTrimmed(error.code) from exc
+            if error.kind == "throttled":
+                raise ReadThrottled(error.code) from exc
             raise not_found(exc, self.stream_arn, shard_id) from exc
         return reply["ShardIterator"]
 
@@ -100,13 +99,13 @@ class DynamoDbStreamsApi:
         try:
             reply = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         except ClientError as exc:
-            code = error_code(exc)
-            if code == "ExpiredIteratorException":
-                raise IteratorExpired(code) from exc
-            if code == "TrimmedDataAccessException":
-                raise PositionTrimmed(code) from exc
-            if code in _THROTTLED:
-                raise ReadThrottled(code) from exc
+            error = read_error(exc)
+            if error.code == "ExpiredIteratorException":
+                raise IteratorExpired(error.code) from exc
+            if error.code == "TrimmedDataAccessException":
+                raise PositionTrimmed(error.code) from exc
+            if error.kind == "throttled":
+                raise ReadThrottled(error.code) from exc
             raise not_found(exc, self.stream_arn, shard_id) from exc
         skip_before = self._skip_before.get(shard_id)
         items = []

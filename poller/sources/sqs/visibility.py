@@ -23,7 +23,7 @@ from poller.core.sqs_event import SqsMessage
 from poller.core.sqs_visibility import Visibility
 from poller.errors import ConfigError
 from poller.observability.metrics import MappingMetrics
-from poller.sources import sqs_calls
+from poller.sources.sqs import calls
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -142,7 +142,7 @@ class VisibilityKeeper:
         if not due:
             return
         handles = [(self.held[handle].message.message_id, handle) for handle in due]
-        confirmed = await sqs_calls.change_visibility(self.client, self.queue_url, handles, self.extension)
+        confirmed = await calls.change_visibility(self.client, self.queue_url, handles, self.extension)
         answered_at = self.clock.monotonic()
         failed = lost = 0
         for handle in due:
@@ -173,7 +173,7 @@ class VisibilityKeeper:
         self.release(messages)
         if not messages or not self.queue_url:
             return
-        confirmed = await sqs_calls.change_visibility(
+        confirmed = await calls.change_visibility(
             self.client, self.queue_url, [(m.message_id, m.receipt_handle) for m in messages], 0
         )
         if failed := len(messages) - len(confirmed):

@@ -1,7 +1,7 @@
 """What the shared stream helper needs from Kinesis or DynamoDB Streams, and nothing more.
 
-`poller.sources.streams` drives shards, lanes, retries and checkpoints the same way for both
-sources (DESIGN §2: a plain helper, not a base class); each source module only lists shards, makes
+The rest of `poller.sources.streams` drives shards, lanes and checkpoints the same way for both
+sources (DESIGN §2: a plain helper, not a base class); each API module only lists shards, makes
 iterators, reads records and turns them into Lambda records through this small protocol.
 """
 
@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
+from poller.aws_errors import read_error
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
 from poller.errors import SourceNotFound
@@ -103,14 +104,9 @@ class StreamApi(Protocol):
         ...
 
 
-def error_code(exc: ClientError) -> str:
-    """The AWS error code of a refused call ("" when the reply has none)."""
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def not_found(exc: ClientError, stream_arn: str, shard_id: str | None = None) -> Exception:
-    """A ResourceNotFoundException as the `SourceNotFound` naming what is missing; other errors as
-    they are.
+    """A refused call whose resource does not exist, as the `SourceNotFound` naming what is
+    missing; other errors as they are.
 
     ResourceNotFound covers the stream, one of its shards and a Kinesis consumer alike, and only the
     message tells which. The message leads with the resource ("Stream x under account ... not
@@ -118,9 +114,10 @@ def not_found(exc: ClientError, stream_arn: str, shard_id: str | None = None) ->
     DynamoDB Streams prefixes "Requested resource not found: "), so its head is what is matched:
     a stream's own name may contain "shard" or "consumer".
     """
-    if error_code(exc) != "ResourceNotFoundException":
+    error = read_error(exc)
+    if error.kind != "not_found":
         return exc
-    message = str(exc.response.get("Error", {}).get("Message", ""))
+    message = error.message
     head = message.lower().removeprefix("requested resource not found:").strip()
     if head.startswith("consumer"):
         return SourceNotFound(f"Consumer not found: {message}")

@@ -1,7 +1,7 @@
 """Kinesis Data Streams behind the stream protocol (spec §3.2, §5.2, §9.2).
 
 Only the calls: shards from ListShards, iterators, GetRecords turned into Lambda records. Batching,
-retries and checkpoints are the shared helper's (`poller.sources.streams`).
+retries and checkpoints are the rest of the package's (`poller.sources.streams`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from poller.aws_errors import read_error
 from poller.core.kinesis_event import KinesisRecordContext, kinesis_record
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import serialise_record
 from poller.core.stream_retry import StreamRecordRef
-from poller.sources.stream_api import (
+from poller.sources.streams.api import (
     AfterSequence,
     AtTimestamp,
     IteratorExpired,
@@ -26,14 +27,11 @@ from poller.sources.stream_api import (
     StartAt,
     StreamItem,
     TrimHorizon,
-    error_code,
     not_found,
 )
 
 if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
-
-_THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"}
 
 
 class KinesisApi:
@@ -101,10 +99,10 @@ class KinesisApi:
         try:
             reply = await self.client.get_shard_iterator(**args)
         except ClientError as exc:
-            code = error_code(exc)
-            if code in _THROTTLED:
-                raise ReadThrottled(code) from exc
-            if code == "InvalidArgumentException" and isinstance(start, AfterSequence):
+            error = read_error(exc)
+            if error.kind == "throttled":
+                raise ReadThrottled(error.code) from exc
+            if error.code == "InvalidArgumentException" and isinstance(start, AfterSequence):
                 # A checkpoint older than the retention period no longer names a record.
                 raise PositionTrimmed(str(exc)) from exc
             raise not_found(exc, self.stream_arn, shard_id) from exc
@@ -114,11 +112,11 @@ class KinesisApi:
         try:
             reply = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         except ClientError as exc:
-            code = error_code(exc)
-            if code == "ExpiredIteratorException":
-                raise IteratorExpired(code) from exc
-            if code in _THROTTLED:
-                raise ReadThrottled(code) from exc
+            error = read_error(exc)
+            if error.code == "ExpiredIteratorException":
+                raise IteratorExpired(error.code) from exc
+            if error.kind == "throttled":
+                raise ReadThrottled(error.code) from exc
             raise not_found(exc, self.stream_arn, shard_id) from exc
         context = KinesisRecordContext(
             shard_id=shard_id,

@@ -1,4 +1,4 @@
-"""The SQS API calls the source makes, with AWS errors translated by code (never by text).
+"""The SQS API calls the source makes, with AWS errors read by code (never by text).
 
 Transient failures of these calls are retried by botocore's own standard retry mode (one retry
 owner for this layer); what is left when those retries are exhausted is reported here as a value
@@ -14,18 +14,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from poller.aws_errors import read_error
 from poller.errors import SourceNotFound, SourceUnavailable
+from poller.observability.metrics import MappingMetrics
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = structlog.get_logger("poller.sqs")
-
-NOT_FOUND_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
 def not_found_message() -> str:
@@ -37,15 +33,14 @@ def not_found_message() -> str:
 
 
 def translate(exc: ClientError | BotoCoreError) -> SourceNotFound | SourceUnavailable:
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code in NOT_FOUND_CODES:
-            return SourceNotFound(not_found_message())
-        message = exc.response.get("Error", {}).get("Message", "")
-        return SourceUnavailable(
-            f"Error occurred while calling SQS. SQS Error Code: {code}. {message}".strip()
-        )
-    return SourceUnavailable(f"SQS endpoint unreachable: {exc}")
+    error = read_error(exc)
+    if not isinstance(exc, ClientError):  # no reply at all
+        return SourceUnavailable(f"SQS endpoint unreachable: {error.message}")
+    if error.kind == "not_found":
+        return SourceNotFound(not_found_message())
+    return SourceUnavailable(
+        f"Error occurred while calling SQS. SQS Error Code: {error.code}. {error.message}".strip()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +94,17 @@ async def delete_messages(client: SQSClient, queue_url: str, handles: Sequence[t
             log.warning("delete_failed", messages=len(chunk), error=str(exc)[:300])
             continue
         deleted |= _confirmed(chunk, reply, "delete_failed")
+    return deleted
+
+
+async def delete_counted(
+    client: SQSClient, queue_url: str, handles: Sequence[tuple[str, str]], metrics: MappingMetrics
+) -> int:
+    """`delete_messages`, returning how many SQS confirmed; the rest are redelivered later, and
+    counted as failed acknowledgements."""
+    deleted = len(await delete_messages(client, queue_url, handles))
+    if failed := len(handles) - deleted:
+        metrics.ack_failures["delete"].inc(failed)
     return deleted
 
 
