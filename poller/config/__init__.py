@@ -1,8 +1,10 @@
 """Settings and mapping definitions: YAML in, frozen typed values out (DESIGN §1.3, §1.4).
 
-Every problem is reported as `file:line: Mapping 'name': field: message`; see `loader`.
+Every problem is reported as `file:line: Mapping 'name': field: message` (`Function 'name'` for a
+function declared under `Functions:`); see `loader`.
 """
 
+from poller.config.functions import DeclaredFunction
 from poller.config.loader import (
     LoadedConfig,
     find_settings_file,
@@ -16,6 +18,7 @@ from poller.config.settings import KafkaSettings, Settings
 from poller.config.validate import run_validate
 
 __all__ = [
+    "DeclaredFunction",
     "KafkaMapping",
     "KafkaSettings",
     "LoadedConfig",

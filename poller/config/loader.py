@@ -1,4 +1,4 @@
-"""Load the settings file and every mapping it points at (DESIGN §1.2–§1.4).
+"""Load the settings file and every mapping (and function, §1.5.1) it points at (DESIGN §1.2–§1.5).
 
 Nothing here raises for a user's mistake: every problem is collected, with file and line, so
 `poller validate` can print them all at once and `poller run` can start the mappings that are
@@ -12,14 +12,21 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import SettingsError
 
+from poller.config.functions import (
+    DeclaredFunction,
+    FoundFunction,
+    declared_functions,
+    functions_in_document,
+)
 from poller.config.problems import Problem, dotted, readable
 from poller.config.resolve import RawEntry, entries_in_document, resolve_all
 from poller.config.resolved import ResolvedMapping
@@ -38,12 +45,16 @@ DEFAULT_FILE_ROOT: Path = DestinationSettings().file_root
 
 __all__ = [
     "LoadedConfig",
+    "MappingFiles",
     "Problem",
     "find_settings_file",
     "load_config",
+    "load_mapping_files",
     "load_mappings",
     "load_settings",
 ]
+
+_NO_FUNCTIONS: Mapping[str, DeclaredFunction] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,9 @@ class LoadedConfig:
     mappings: tuple[ResolvedMapping, ...]
     """Only the valid mappings; the invalid ones are in `problems`."""
     problems: tuple[Problem, ...]
+    functions: Mapping[str, DeclaredFunction] = field(default_factory=lambda: _NO_FUNCTIONS)
+    """The valid functions declared under `Functions:` (DESIGN §1.5.1), by name; the invalid ones
+    are in `problems`."""
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -83,13 +97,20 @@ def load_config(
     settings, problems = load_settings(settings_file, os.environ if environ is None else environ)
     if any(p.severity == "error" for p in problems):
         return LoadedConfig(settings, settings_file, base_dir, (), tuple(problems))
-    mappings, mapping_problems = load_mappings(
+    found = load_mapping_files(
         settings.mappings,
         base_dir,
         kafka_bootstrap_servers=settings.kafka.bootstrap_servers,
         file_root=settings.destinations.file_root,
     )
-    return LoadedConfig(settings, settings_file, base_dir, tuple(mappings), (*problems, *mapping_problems))
+    return LoadedConfig(
+        settings,
+        settings_file,
+        base_dir,
+        found.mappings,
+        (*problems, *found.problems),
+        found.functions,
+    )
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> tuple[Settings, list[Problem]]:
@@ -197,9 +218,39 @@ def load_mappings(
     `kafka_bootstrap_servers` (the settings' `kafka.bootstrap_servers`) serves Kafka mappings that
     name no servers of their own. `file_root` (the settings' `destinations.file_root`, relative to
     `base_dir`) is the directory `file://` destinations must lie in; the default is the settings'.
+    The functions the files declare are read too (mappings that name them depend on them), but
+    only `load_mapping_files` returns them.
+    """
+    found = load_mapping_files(
+        paths, base_dir, kafka_bootstrap_servers=kafka_bootstrap_servers, file_root=file_root
+    )
+    return list(found.mappings), list(found.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class MappingFiles:
+    """What the mapping files define: valid mappings and functions, and every problem in reading order."""
+
+    mappings: tuple[ResolvedMapping, ...]
+    functions: Mapping[str, DeclaredFunction]
+    problems: tuple[Problem, ...]
+
+
+def load_mapping_files(
+    paths: Sequence[Path],
+    base_dir: Path,
+    *,
+    kafka_bootstrap_servers: tuple[str, ...] = (),
+    file_root: Path = DEFAULT_FILE_ROOT,
+) -> MappingFiles:
+    """`load_mappings`, with the functions declared under `Functions:` in any of the files.
+
+    Functions are read first, from every file, because a mapping in one file may name a function
+    declared in another.
     """
     files, problems = _mapping_files(paths, base_dir)
     entries: list[RawEntry] = []
+    found_functions: list[FoundFunction] = []
     for file in files:
         try:
             document = parse_yaml(file.read_text(encoding="utf-8"))
@@ -217,16 +268,22 @@ def load_mappings(
         found, file_problems = entries_in_document(document, file)
         entries += found
         problems += file_problems
+        functions_here, function_problems = functions_in_document(document, file)
+        found_functions += functions_here
+        problems += function_problems
+    functions, duplicate_problems = declared_functions(found_functions)
+    problems += duplicate_problems
     mappings, mapping_problems = resolve_all(
         entries,
         kafka_bootstrap_servers=kafka_bootstrap_servers,
         file_root=Path(os.path.normpath(base_dir / file_root)),
+        functions=functions,
     )
     problems += mapping_problems
     # Report in reading order (file by file, top to bottom), not in the order the checks ran.
     order = {file: position for position, file in enumerate(files)}
     problems.sort(key=lambda p: (order.get(p.file, -1) if p.file is not None else -1, p.line or 0))
-    return mappings, problems
+    return MappingFiles(tuple(mappings), functions.valid, tuple(problems))
 
 
 def _mapping_files(paths: Sequence[Path], base_dir: Path) -> tuple[list[Path], list[Problem]]:

@@ -34,9 +34,12 @@ class Problem:
     field: str | None = None
     """Dotted path in the file's own spelling, e.g. `ScalingConfig.MaximumConcurrency`."""
     severity: Severity = "error"
+    function: str | None = None
+    """The function declared under `Functions:` (DESIGN §1.5.1) the problem is about, if any."""
 
     def __str__(self) -> str:
-        """`file:line: Mapping 'name': field: message`, leaving out the parts that are unknown.
+        """`file:line: Mapping 'name': field: message` (or `Function 'name'`), leaving out the parts
+        that are unknown.
 
         Warnings say so right after the location, as compilers do, so editors still jump to them.
         """
@@ -48,6 +51,8 @@ class Problem:
             parts.append("warning")
         if self.mapping is not None:
             parts.append(f"Mapping '{self.mapping}'")
+        if self.function is not None:
+            parts.append(f"Function '{self.function}'")
         if self.field is not None:
             parts.append(self.field)
         parts.append(self.message)

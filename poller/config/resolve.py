@@ -4,11 +4,13 @@ Each mapping is validated and resolved on its own, so one bad mapping costs only
 §1.4). The rules that span mappings (unique `Name`, one mapping per source and function, unique
 Kafka consumer groups) run last, over the mappings in the order they were found: the first one wins
 and the later one is reported. A `file://` on-failure destination is checked against the settings'
-`destinations.file_root` here, where the settings are known.
+`destinations.file_root` here, where the settings are known, and a mapping whose FunctionName names
+a function declared under `Functions:` (in any file) takes that function's Timeout (DESIGN §1.5.1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from poller.config.destinations import FileDestinationSpec, confine_file, parse_destination
-from poller.config.kafka import resolve_kafka, servers_overlap
+from poller.config.functions import FUNCTIONS_KEY, NO_FUNCTIONS, DeclaredFunctions
+from poller.config.kafka import MAX_FUNCTION_TIMEOUT, resolve_kafka, servers_overlap
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import KafkaMapping, Location, ResolvedMapping, SqsMapping
@@ -28,6 +31,7 @@ from poller.config.yaml_lines import LineMap, YamlDocument
 LIST_KEY = "EventSourceMappings"
 SQS_MIN_POLLERS = 2
 _DESTINATION_PATH = ("DestinationConfig", "OnFailure", "Destination")
+_DEFAULT_FUNCTION_TIMEOUT: int = RawMapping.model_fields["function_timeout"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,10 @@ class RawEntry:
 
 
 def entries_in_document(doc: YamlDocument, file: Path) -> tuple[list[RawEntry], list[Problem]]:
-    """The mappings a file defines: top-level keys for one, or a list under `EventSourceMappings`."""
+    """The mappings a file defines: top-level keys for one, or a list under `EventSourceMappings`.
+
+    A `Functions:` key beside them (or alone) is not a mapping key; `poller.config.functions` reads it.
+    """
     whole_file = MappingContext(None, file, doc.lines)
     value = doc.value
     if value is None:
@@ -53,6 +60,10 @@ def entries_in_document(doc: YamlDocument, file: Path) -> tuple[list[RawEntry], 
             f"A mapping file holds one mapping's keys, or a list under {LIST_KEY}:; found a {_kind(value)}."
         )
         return [], [whole_file.problem((), message)]
+    declares_functions = FUNCTIONS_KEY in value
+    value = {key: item for key, item in value.items() if key != FUNCTIONS_KEY}
+    if not value and declares_functions:  # a file of functions alone (DESIGN §1.5.1)
+        return [], []
     if LIST_KEY not in value:
         return _entry(value, doc.lines, file)
 
@@ -67,7 +78,7 @@ def entries_in_document(doc: YamlDocument, file: Path) -> tuple[list[RawEntry], 
             whole_file.problem((LIST_KEY,), f"Should be a list of mappings; found a {_kind(items)}.")
         )
         return [], problems
-    if not items:
+    if not items and not declares_functions:
         problems.append(whole_file.problem((LIST_KEY,), "No mappings in file.", severity="warning"))
     entries: list[RawEntry] = []
     for position, item in enumerate(items):
@@ -100,18 +111,29 @@ def _kind(value: object) -> str:
 
 
 def resolve_mapping(
-    entry: RawEntry, *, kafka_bootstrap_servers: tuple[str, ...] = (), file_root: Path | None = None
+    entry: RawEntry,
+    *,
+    kafka_bootstrap_servers: tuple[str, ...] = (),
+    file_root: Path | None = None,
+    functions: DeclaredFunctions = NO_FUNCTIONS,
 ) -> tuple[ResolvedMapping | None, list[Problem]]:
     """Resolve one mapping for its source kind: the mapping (None if any error) and every problem.
 
     Warnings do not stop a mapping from resolving; they come back beside it. A mapping with an
     error comes back as None with its errors only. `kafka_bootstrap_servers` is the settings'
     default for Kafka mappings that name no servers (DESIGN §1.3); `file_root` (absolute) is where
-    `file://` destinations must lie, None to leave them unchecked.
+    `file://` destinations must lie, None to leave them unchecked. `functions` are those declared
+    under `Functions:`; a mapping whose FunctionName names one targets it (DESIGN §1.5.1).
     """
     raw, ctx = entry.raw, entry.ctx
+    declared = functions.valid.get(raw.function_name)
+    problems = _target_problems(raw, ctx, functions)
+    if declared is not None:
+        # The function's Timeout governs its invocations, so the source's rules (Kafka's 14 minutes)
+        # must not judge a FunctionTimeout that is not used; the function's is checked below.
+        raw = raw.model_copy(update={"function_timeout": _DEFAULT_FUNCTION_TIMEOUT})
     detected = _detect(raw)
-    problems = _common_problems(raw, ctx, detected.kind)
+    problems += _common_problems(raw, ctx, detected.kind)
     resolved: ResolvedMapping | None = None
     if detected.kind is None:
         problems.append(ctx.problem((detected.field,), detected.message))
@@ -129,11 +151,44 @@ def resolve_mapping(
         problems += found
     if resolved is not None and file_root is not None:
         problems += _file_root_problems(resolved, ctx, file_root)
+    if resolved is not None and declared is not None:
+        if isinstance(resolved, KafkaMapping) and declared.timeout_seconds > MAX_FUNCTION_TIMEOUT:
+            message = (
+                f"Function '{declared.name}' has a Timeout of {declared.timeout_seconds} seconds, above "
+                f"{MAX_FUNCTION_TIMEOUT}: functions used by Kafka event sources may have at most a "
+                "14-minute timeout."
+            )
+            problems.append(ctx.problem(("FunctionName",), message))
+        resolved = dataclasses.replace(
+            resolved, function_timeout_seconds=declared.timeout_seconds, declared_function=declared.name
+        )
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         # Warnings are advice about how a valid mapping will behave; an invalid one gets its errors.
         return None, errors
     return resolved, problems
+
+
+def _target_problems(raw: RawMapping, ctx: MappingContext, functions: DeclaredFunctions) -> list[Problem]:
+    """A mapping that names a declared function: refused if the function is invalid, and told that
+    its own FunctionTimeout is not used."""
+    name = raw.function_name
+    broken = functions.invalid.get(name)
+    if broken is not None:
+        # Sending the records to a Lambda function of that name instead would be a surprise.
+        message = (
+            f"Function '{name}' declared at {broken} has errors (reported there); this mapping runs "
+            "once they are fixed."
+        )
+        return [ctx.problem(("FunctionName",), message)]
+    declared = functions.valid.get(name)
+    if declared is not None and "function_timeout" in raw.model_fields_set:
+        message = (
+            f"Not used: '{name}' is a declared function, whose Timeout ({declared.timeout_seconds} s) "
+            "governs its invocations."
+        )
+        return [ctx.problem(("FunctionTimeout",), message, severity="warning")]
+    return []
 
 
 def _file_root_problems(mapping: ResolvedMapping, ctx: MappingContext, file_root: Path) -> list[Problem]:
@@ -206,13 +261,14 @@ def resolve_all(
     *,
     kafka_bootstrap_servers: tuple[str, ...] = (),
     file_root: Path | None = None,
+    functions: DeclaredFunctions = NO_FUNCTIONS,
 ) -> tuple[list[ResolvedMapping], list[Problem]]:
     """Resolve every mapping, then apply the rules that span mappings (first one found wins).
 
     A mapping's own problems (errors and warnings) are always reported; a mapping with an error,
     or one that breaks a rule spanning mappings, is left out. `kafka_bootstrap_servers` is the
     settings' default for Kafka mappings that name no servers (DESIGN §1.3); `file_root` is
-    `destinations.file_root`, absolute.
+    `destinations.file_root`, absolute; `functions` those declared under `Functions:` in any file.
     """
     mappings: list[ResolvedMapping] = []
     problems: list[Problem] = []
@@ -221,7 +277,7 @@ def resolve_all(
     kafka_mappings: list[KafkaMapping] = []
     for entry in entries:
         resolved, found = resolve_mapping(
-            entry, kafka_bootstrap_servers=kafka_bootstrap_servers, file_root=file_root
+            entry, kafka_bootstrap_servers=kafka_bootstrap_servers, file_root=file_root, functions=functions
         )
         problems += found
         name = entry.raw.name

@@ -48,6 +48,10 @@ class SqsMapping:
     maximum_pollers: int | None
     filter_patterns: tuple[str, ...] = ()
     """FilterCriteria.Filters[*].Pattern, already validated; records matching none are deleted unseen."""
+    declared_function: str | None = None
+    """The function's name when `function_name` names a function declared under `Functions:`
+    (DESIGN §1.5.1): it runs in poller's execution environments, and `function_timeout_seconds` is
+    that function's `Timeout`. None: another target (Lambda Invoke, `python:`, HTTP)."""
     source_kind: ClassVar[str] = "sqs"
 
 
@@ -91,6 +95,10 @@ class StreamMapping:
     """`DestinationConfig.OnFailure.Destination` as written, already validated; None = none."""
     filter_patterns: tuple[str, ...] = ()
     """FilterCriteria.Filters[*].Pattern, already validated; records matching none are skipped unseen."""
+    declared_function: str | None = None
+    """The function's name when `function_name` names a function declared under `Functions:`
+    (DESIGN §1.5.1): it runs in poller's execution environments, and `function_timeout_seconds` is
+    that function's `Timeout`. None: another target (Lambda Invoke, `python:`, HTTP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,10 @@ class KafkaMapping:
     source_access_configurations: tuple[tuple[str, str], ...] = ()
     """`SourceAccessConfigurations` as written, (Type, URI) pairs. Informational: the credentials and
     certificates themselves come from the settings' `kafka:` section, never from a mapping."""
+    declared_function: str | None = None
+    """The function's name when `function_name` names a function declared under `Functions:`
+    (DESIGN §1.5.1): it runs in poller's execution environments, and `function_timeout_seconds` is
+    that function's `Timeout`. None: another target (Lambda Invoke, `python:`, HTTP)."""
     source_kind: ClassVar[str] = "kafka"
 
 

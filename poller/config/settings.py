@@ -173,6 +173,13 @@ class ShutdownSettings(_Section):
     """In-flight budget on SIGTERM; keep below Kubernetes' terminationGracePeriodSeconds."""
 
 
+class FunctionSettings(_Section):
+    """Execution environments of the functions declared under `Functions:` (DESIGN §1.5.1)."""
+
+    idle_seconds: Annotated[float, Field(gt=0)] = 600.0
+    """An execution environment idle this long is retired (a later invocation cold-starts)."""
+
+
 class Settings(BaseSettings):
     """The parsed settings file with environment overrides applied. Immutable."""
 
@@ -198,6 +205,7 @@ class Settings(BaseSettings):
     """Files or directories of mapping YAML, relative to the settings file's directory."""
     log: LogSettings = LogSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    functions: FunctionSettings = FunctionSettings()
 
     @property
     def effective_role_arn(self) -> str:

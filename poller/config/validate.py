@@ -14,6 +14,9 @@ def run_validate(
 ) -> int:
     """Print each problem (`file:line: Mapping 'name': field: message`), then a summary line.
 
+    The summary counts the functions declared under `Functions:` only when there are any, so a
+    configuration without them reads as it always has.
+
     Returns the exit status: 1 if any error, else 0. Warnings are printed but do not fail, so CI
     can run this on every change without tripping over, say, an intentionally empty directory.
     """
@@ -21,7 +24,10 @@ def run_validate(
     for problem in loaded.problems:
         print(problem, file=out)
     errors, warnings = len(loaded.errors), len(loaded.warnings)
-    summary = f"{_count(len(loaded.mappings), 'mapping')} OK, {_count(errors, 'problem')}"
+    valid = _count(len(loaded.mappings), "mapping")
+    if loaded.functions:
+        valid += f" and {_count(len(loaded.functions), 'function')}"
+    summary = f"{valid} OK, {_count(errors, 'problem')}"
     if warnings:
         summary += f", {_count(warnings, 'warning')}"
     print(summary, file=out)

@@ -56,6 +56,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "mappings": (Path("mappings"),),
         "log": {"format": "json", "level": "info"},
         "shutdown": {"drain_seconds": 25.0},
+        "functions": {"idle_seconds": 600.0},
     }
 
 
