@@ -24,29 +24,23 @@ import structlog
 from aiobotocore.session import AioSession, get_session
 from prometheus_client import CollectorRegistry
 
-from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, SqsMapping, StreamMapping
-from poller.config.loader import load_mappings, load_settings
+from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, StreamMapping
+from poller.config.loader import load_mapping_files, load_settings
 from poller.core.clock import Clock, SystemClock
-from poller.destinations.base import Destination
-from poller.destinations.factory import open_destination, parse_destination
 from poller.destinations.kafka import KafkaProducers
-from poller.dispatch.driver import Driver
-from poller.dispatch.failures import FailureSender
-from poller.dispatch.invoker import Invoker
+from poller.functions.launch import service_credentials
+from poller.observability.function_metrics import FunctionMetrics
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus, ServiceStatus
+from poller.runtime.assembly import MappingAssembly
 from poller.runtime.clients import AwsClients
+from poller.runtime.function_pools import FunctionPools
 from poller.runtime.http_server import build_app, start_http
-from poller.runtime.kafka_clients import build_consumer, connection_options, mapping_group_timeouts
+from poller.runtime.kafka_clients import connection_options
 from poller.runtime.reload import Reloader
 from poller.runtime.state_backends import StateBackend
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory, SupervisorPool
 from poller.sources.base import Source
-from poller.sources.kafka import KafkaSource
-from poller.sources.sqs import MAX_RECEIVERS, SqsSource
-from poller.sources.streams import DynamoDbStreamsApi, KinesisApi, StreamApi, StreamSource
-from poller.targets.base import Target
-from poller.targets.factory import TargetSpec, open_target, reported_function_arn
 from poller.targets.python_handler import leaked_handler_threads
 
 log = structlog.get_logger("poller.app")
@@ -77,6 +71,27 @@ class Service:
         """The mappings in effect by Name (enabled or not): the last good set."""
         self.pool: SupervisorPool | None = None
         self.reloader: Reloader | None = None
+        self.functions = FunctionPools(
+            clock=self.clock,
+            idle_seconds=self.settings.functions.idle_seconds,
+            drain_seconds=self.settings.shutdown.drain_seconds,
+            metrics=FunctionMetrics(self.registry),
+            region=self.settings.aws.region,
+            account_id=self.settings.aws.account_id,
+            credentials_env=service_credentials(self.environ),
+        )
+        """The execution environments of the functions declared under `Functions:` (DESIGN §1.5.1)."""
+        self.functions.define(self.loaded.functions)
+        self.assembly = MappingAssembly(
+            settings=self.settings,
+            base_dir=self.loaded.base_dir,
+            clock=self.clock,
+            session=self.session,
+            clients=self.clients,
+            functions=self.functions,
+            state_backend=self._state_backend,
+            kafka_producers=self._producers,
+        )
 
     @property
     def settings(self) -> Settings:
@@ -85,159 +100,9 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
-    def _target_spec(self, mapping: ResolvedMapping) -> TargetSpec:
-        aws = self.settings.aws
-        return TargetSpec(
-            function_name=mapping.function_name,
-            mapping_name=mapping.name,
-            timeout_seconds=mapping.function_timeout_seconds,
-            region=aws.region,
-            account_id=aws.account_id,
-            endpoint_url=aws.endpoint_url,
-            search_paths=(self.loaded.base_dir,),
-            http_headers=self.settings.targets.http_headers,
-        )
-
-    async def _open_target(self, mapping: ResolvedMapping, stack: AsyncExitStack) -> Target:
-        target = await open_target(self._target_spec(mapping), self.session)
-        stack.push_async_callback(target.aclose)
-        return target
-
     def _source_factory(self, mapping: ResolvedMapping, status: MappingStatus) -> SourceFactory:
-        if isinstance(mapping, StreamMapping):
-            return self._stream_source_factory(mapping, status)
-        if isinstance(mapping, KafkaMapping):
-            return self._kafka_source_factory(mapping, status)
-        return self._sqs_source_factory(mapping, status)
-
-    def _sqs_source_factory(self, mapping: SqsMapping, status: MappingStatus) -> SourceFactory:
         async def open_source(stack: AsyncExitStack) -> Source:
-            target = await self._open_target(mapping, stack)
-            metrics = status.metrics
-            invoker = Invoker(
-                target=target,
-                metrics=metrics,
-                source_kind=mapping.source_kind,
-                report_batch_item_failures=mapping.report_batch_item_failures,
-            )
-            return SqsSource(
-                mapping,
-                client=await self.clients.sqs_source(stack, region=mapping.region, receivers=MAX_RECEIVERS),
-                invoker=invoker,
-                metrics=metrics,
-                status=status,
-                clock=self.clock,
-            )
-
-        return open_source
-
-    def _stream_source_factory(self, mapping: StreamMapping, status: MappingStatus) -> SourceFactory:
-        async def open_source(stack: AsyncExitStack) -> Source:
-            backend = await self._state_backend()
-            store, leases = backend.for_mapping(
-                mapping.name, clock=self.clock, metrics=status.metrics, status=status
-            )
-            target = await self._open_target(mapping, stack)
-            metrics = status.metrics
-            invoker = Invoker(
-                target=target,
-                metrics=metrics,
-                source_kind=mapping.source_kind,
-                report_batch_item_failures=mapping.report_batch_item_failures,
-            )
-            api: StreamApi
-            if mapping.source_kind == "kinesis":
-                api = KinesisApi(
-                    await self.clients.kinesis(region=mapping.region),
-                    stream_name=mapping.stream_name,
-                    stream_arn=mapping.event_source_arn,
-                    region=mapping.region,
-                    invoke_identity_arn=self.settings.effective_role_arn,
-                )
-            else:
-                api = DynamoDbStreamsApi(
-                    await self.clients.dynamodb_streams(region=mapping.region),
-                    stream_arn=mapping.event_source_arn,
-                )
-            destination: Destination | None = None
-            if mapping.on_failure_destination is not None:
-                destination = await open_destination(
-                    parse_destination(mapping.on_failure_destination),
-                    clients=self.clients,
-                    stack=stack,
-                    region=mapping.region,
-                )
-            stopping = asyncio.Event()
-            failures = FailureSender(
-                mapping_name=mapping.name,
-                destination=destination,
-                function_arn=reported_function_arn(self._target_spec(mapping)),
-                metrics=metrics,
-                clock=self.clock,
-                stopping=stopping,
-            )
-            return StreamSource(
-                mapping,
-                api=api,
-                invoker=invoker,
-                store=store,
-                failures=failures,
-                metrics=metrics,
-                status=status,
-                clock=self.clock,
-                stopping=stopping,
-                leases=leases,
-            )
-
-        return open_source
-
-    def _kafka_source_factory(self, mapping: KafkaMapping, status: MappingStatus) -> SourceFactory:
-        settings = self.settings
-
-        async def open_source(stack: AsyncExitStack) -> Source:
-            target = await self._open_target(mapping, stack)
-            metrics = status.metrics
-            invoker = Invoker(
-                target=target,
-                metrics=metrics,
-                source_kind=mapping.source_kind,
-                report_batch_item_failures=mapping.report_batch_item_failures,
-            )
-            destination: Destination | None = None
-            if mapping.on_failure_destination is not None:
-                destination = await open_destination(
-                    parse_destination(mapping.on_failure_destination),
-                    clients=self.clients,
-                    stack=stack,
-                    region=settings.aws.region,
-                    kafka_bootstrap_servers=",".join(mapping.bootstrap_servers),
-                    kafka_producers=self._producers(),
-                )
-            stopping = asyncio.Event()
-            failures = FailureSender(
-                mapping_name=mapping.name,
-                destination=destination,
-                function_arn=reported_function_arn(self._target_spec(mapping)),
-                metrics=metrics,
-                clock=self.clock,
-                stopping=stopping,
-            )
-            timeouts = mapping_group_timeouts(mapping, settings.kafka)
-            return KafkaSource(
-                mapping,
-                consumer_factory=lambda _: build_consumer(mapping, settings.kafka, self.loaded.base_dir),
-                invoker=invoker,
-                driver=Driver(clock=self.clock, status=status),
-                failures=failures,
-                metrics=metrics,
-                status=status,
-                clock=self.clock,
-                stopping=stopping,
-                # A revoked partition's batch in flight may run to its function timeout; the
-                # consumer's group timeouts are derived from the same budget (build_consumer).
-                revoke_budget_seconds=timeouts.revoke_wait_seconds,
-                revoke_commit_seconds=timeouts.revoke_commit_seconds,
-            )
+            return await self.assembly.open_source(mapping, status, stack)
 
         return open_source
 
@@ -274,6 +139,8 @@ class Service:
             self._stack = stack
             stack.push_async_callback(self.clients.aclose)
             stack.push_async_callback(self._close_producers)
+            # Pushed last, so closed first: environments stop once the mappings have drained.
+            stack.push_async_callback(self.functions.aclose)
             async with asyncio.TaskGroup() as group:
                 self.pool = SupervisorPool(group)
                 self.reloader = Reloader(
@@ -289,6 +156,7 @@ class Service:
                     clock=self.clock,
                     stopping=self.stop_requested,
                     interval_seconds=self.watch_interval_seconds,
+                    on_loaded=lambda loaded: self.functions.define(loaded.functions),
                 )
                 self.reloader.record_startup(self.loaded.problems)
                 await self.reloader.prime()
@@ -340,14 +208,19 @@ class Service:
         settings, problems = load_settings(loaded.settings_file, self.environ)
         if any(p.severity == "error" for p in problems):
             return LoadedConfig(settings, loaded.settings_file, loaded.base_dir, (), tuple(problems))
-        mappings, mapping_problems = load_mappings(
+        found = load_mapping_files(
             settings.mappings,
             loaded.base_dir,
             kafka_bootstrap_servers=self.settings.kafka.bootstrap_servers,
             file_root=self.settings.destinations.file_root,
         )
         return LoadedConfig(
-            settings, loaded.settings_file, loaded.base_dir, tuple(mappings), (*problems, *mapping_problems)
+            settings,
+            loaded.settings_file,
+            loaded.base_dir,
+            found.mappings,
+            (*problems, *found.problems),
+            functions=found.functions,
         )
 
     async def _close_producers(self) -> None:

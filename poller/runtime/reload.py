@@ -152,6 +152,8 @@ class Reloader:
     mapping_paths: tuple[Path, ...] = ()
     snapshot: Callable[[Iterable[Path]], Snapshot] = take_snapshot
     """How the watched paths are fingerprinted (runs in a thread)."""
+    on_loaded: Callable[[LoadedConfig], None] = lambda loaded: None
+    """Told of every load that is applied (the declared functions follow the files)."""
 
     def __post_init__(self) -> None:
         self.mapping_paths = self.mapping_paths or self.settings.mappings
@@ -274,6 +276,7 @@ class Reloader:
         if sections:
             log.warning("settings_change_needs_restart", sections=list(sections))
         self.mapping_paths = loaded.settings.mappings
+        self.on_loaded(loaded)
         await self._apply(plan)
         log.info(
             "config_reloaded",
