@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -397,6 +398,31 @@ def stream_mapping(name: str, arn: str, url: str, **settings: Any) -> dict[str, 
         "StartingPosition": "TRIM_HORIZON",
         **settings,
     }
+
+
+NODE_RIC_BIN = Path(__file__).resolve().parents[2] / ".cache" / "aws-lambda-ric" / "node_modules" / ".bin"
+"""Where scripts/test installs AWS's Node.js runtime client (`npm install --prefix .cache/aws-lambda-ric
+aws-lambda-ric@3.3.0`)."""
+
+
+@pytest.fixture(scope="session")
+def node_function_path() -> str:
+    """The `PATH` to give a Node.js function so that poller finds aws-lambda-ric: scripts/test's copy
+    in `.cache/aws-lambda-ric` first, then this machine's PATH (where `npm install -g` puts it).
+
+    Skips only where node or npm is missing (scripts/test installs the client only where npm is);
+    with both present, a client that is not installed fails the test rather than hiding it.
+    """
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"Node.js functions need node and npm; not installed here: {', '.join(missing)}")
+    path = f"{NODE_RIC_BIN}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    if shutil.which("aws-lambda-ric", path=path) is None:
+        pytest.fail(
+            "aws-lambda-ric is not installed: run scripts/test, which installs it, or "
+            "`npm install --prefix .cache/aws-lambda-ric aws-lambda-ric@3.3.0`"
+        )
+    return path
 
 
 from tests.integration.kafka_broker import kafka_bootstrap  # noqa: E402,F401  (Tansu broker fixture)
