@@ -111,20 +111,30 @@ class Driver:
                     return True
 
     async def drive_fast_first(
-        self, port: BatchPort, *, end_sequence_number: str, build: Callable[[], BatchProcess]
+        self,
+        port: BatchPort,
+        *,
+        end_sequence_number: str,
+        build: Callable[[], BatchProcess],
+        judged_at: float | None = None,
     ) -> bool:
         """The first-attempt fast path (module docstring): invoke every record once; on a plain
         success checkpoint through `end_sequence_number`, else build the core, hand it that attempt
-        and drive it on. The caller has checked `whole_batch_first`."""
+        and drive it on. The caller has checked `whole_batch_first` at `judged_at` (default: now).
+
+        The core's first decision is taken at that same instant, not after the invoke: judged after
+        a long invoke, a record may have expired meanwhile and the core would not start with the
+        attempt already made."""
         if not port.may_invoke():
             return False
+        judged_at = self.clock.wall() if judged_at is None else judged_at
         first = await port.invoke(InvokeAll(1))
         if isinstance(first.result, BatchSucceeded):
             self.status.record_result(True)
             await port.checkpoint(end_sequence_number)
             return True
         process = build()
-        decision = process.next_decision(self.clock.wall())
+        decision = process.next_decision(judged_at)
         if not (isinstance(decision, Invoke) and decision.attempt == 1):
             raise RuntimeError(f"the first attempt was not the core's: {decision!r}")
         used = process.record_result(first.outcome, first.result)

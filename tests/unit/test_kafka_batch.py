@@ -1,11 +1,9 @@
 """A Kafka batch through the one driver: the fast path's core is asked its first decision at the
-time of the first attempt (`FirstDecidedAt`), as the source's own loop did before the driver."""
+time the batch was judged (`judged_at`), as the source's own loop did before the driver."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import pytest
 
 from poller.core.backoff import Backoff
 from poller.core.batch_result import BatchFailed
@@ -22,7 +20,6 @@ from poller.core.stream_retry import (
 )
 from poller.dispatch.driver import Driver
 from poller.dispatch.invoker import Attempt
-from poller.sources.kafka.batch import FirstDecidedAt
 
 ERROR = FunctionFailed("E", "boom", request_id="r")
 
@@ -80,15 +77,16 @@ async def test_a_record_that_expires_during_the_first_attempt_is_sent_on_not_a_c
 
     driver = Driver(clock=clock, status=Results(), uniform=lambda low, high: 1.0)
     ok = await driver.drive_fast_first(
-        port, end_sequence_number="6", build=lambda: FirstDecidedAt(build(), read_at)
+        port, end_sequence_number="6", build=build, judged_at=read_at
     )
     assert ok
     assert port.sent == [FailureCondition.RECORD_AGE_EXCEEDED]
     assert port.checkpoints == ["6"]
 
-    # Asked only after the invoke, the core would not have started with that attempt.
-    clock = ManualClock()
+    # Without `judged_at` the instant before the invoke is used: the same outcome.
+    clock = ManualClock(now=read_at - ManualClock().epoch)
     port = SlowFailingPort(clock, invoke_seconds=30)
-    driver = Driver(clock=clock, status=Results())
-    with pytest.raises(RuntimeError, match="first attempt"):
-        await driver.drive_fast_first(port, end_sequence_number="6", build=build)
+    assert await Driver(clock=clock, status=Results()).drive_fast_first(
+        port, end_sequence_number="6", build=build
+    )
+    assert port.sent == [FailureCondition.RECORD_AGE_EXCEEDED]

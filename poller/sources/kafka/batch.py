@@ -13,16 +13,12 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from poller.core.batch_result import BatchResult
 from poller.core.kafka_event import arrival_epoch_seconds
-from poller.core.outcome import InvokeOutcome
 from poller.core.sqs_batch import Acknowledge, GiveBack, InvokeAll
 from poller.core.stream_retry import (
     Backoff,
-    Decision,
     Invoke,
     SendToDestination,
-    StreamBatchProcess,
     StreamRecordRef,
 )
 from poller.dispatch.invoker import Attempt
@@ -69,27 +65,6 @@ class OffsetIds(Collection[str]):
 
     def __iter__(self) -> Iterator[str]:
         return (str(r.offset) for r in self._records)
-
-
-class FirstDecidedAt:
-    """A batch's core built after its first attempt (the driver's fast path): its first decision is
-    taken at `now_epoch`, when that attempt was made and `whole_batch_first` judged the records'
-    ages. Judged after a long invoke instead, a record may have expired meanwhile, and the core
-    would not start with the attempt that was already made."""
-
-    def __init__(self, process: StreamBatchProcess, now_epoch: float) -> None:
-        self.process = process
-        self.first_at: float | None = now_epoch
-
-    def next_decision(self, now_epoch: float) -> Decision:
-        at, self.first_at = self.first_at, None
-        return self.process.next_decision(now_epoch if at is None else at)
-
-    def record_result(self, outcome: InvokeOutcome, result: BatchResult | None = None) -> BatchResult:
-        return self.process.record_result(outcome, result)
-
-    def cannot_wait(self) -> bool:
-        return self.process.cannot_wait()
 
 
 class KafkaBatchPort:

@@ -34,7 +34,7 @@ from poller.dispatch.driver import Driver
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Attempt, Invoker
 from poller.observability.metrics import MappingMetrics
-from poller.sources.kafka.batch import FirstDecidedAt, Gathered, KafkaBatchPort, OffsetIds
+from poller.sources.kafka.batch import Gathered, KafkaBatchPort, OffsetIds
 from poller.sources.kafka.policy import kafka_identifier
 
 
@@ -286,7 +286,7 @@ class PartitionWorker:
             ):
                 return await context.driver.drive(build(), port)
             return await context.driver.drive_fast_first(
-                port, end_sequence_number=str(batch.through), build=lambda: FirstDecidedAt(build(), now)
+                port, end_sequence_number=str(batch.through), build=build, judged_at=now
             )
         finally:
             context.metrics.in_flight_batches.dec()
