@@ -75,6 +75,10 @@ class Invoker:
         self.report_batch_item_failures = report_batch_item_failures
         self.log = structlog.get_logger("poller.batch")
 
+    def bound_log(self, **context: Any) -> Any:
+        """A `batch_attempt` logger with `context` bound once, for a lane, shard or partition."""
+        return self.log.bind(**context)
+
     async def invoke(
         self,
         payload: bytes,
@@ -84,8 +88,12 @@ class Invoker:
         log_fields: Mapping[str, Any],
         batch_id: str | None = None,
         identifier: IdentifierReader = string_identifier,
+        log: Any = None,
     ) -> Attempt:
-        """Invoke once with `payload` (a batch whose item ids are `ids`), and account for it."""
+        """Invoke once with `payload` (a batch whose item ids are `ids`), and account for it.
+
+        `log` is the caller's `batch_attempt` logger, bound once per lane, shard or partition with
+        what stays the same (mapping, shard, partition); `log_fields` are this batch's own."""
         count = len(ids)
         if attempt > 1:
             self.metrics.retries.inc()
@@ -118,7 +126,7 @@ class Invoker:
             fields["failed_records"] = len(result.failed_ids)
         elif isinstance(result, BatchFailed | BatchNotInvoked):
             fields |= _error_fields(outcome, result)
-        self.log.info("batch_attempt", **fields)
+        (self.log if log is None else log).info("batch_attempt", **fields)
         return Attempt(result, outcome, duration)
 
 

@@ -82,6 +82,7 @@ class PartitionWorker:
         self.paused_for: set[str] = set()
         self.identifier = kafka_identifier(self.key)
         self.log = context.log.bind(partition=self.key)
+        self.batch_log = context.invoker.bound_log(mapping=context.mapping_name, partition=self.key)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -300,7 +301,8 @@ class PartitionWorker:
             attempt=attempt,
             batch_id=f"{self.key}-{first}",
             identifier=self.identifier,
-            log_fields={"mapping": context.mapping_name, "partition": self.key, "first": first, "last": last},
+            log=self.batch_log,
+            log_fields={"first": first, "last": last},
         )
 
     async def _sleep_unless_leaving(self, seconds: float) -> bool:

@@ -65,6 +65,7 @@ class SqsSource:
         self.status = status
         self.clock = clock
         self.log = structlog.get_logger("poller.sqs").bind(mapping=mapping.name)
+        self.batch_log = invoker.bound_log(mapping=mapping.name, queue=mapping.queue_name)
         self.buffer = MessageBuffer(BUFFER_CAPACITY)
         self.scaler = ConcurrencyScaler.for_mapping(
             mapping.maximum_concurrency, mapping.minimum_pollers, mapping.maximum_pollers
@@ -252,12 +253,7 @@ class SqsBatchPort:
         self.payload = encode_event(batch)
         self.ids = [m.message_id for m in batch]
         self.batch_id = uuid.uuid4().hex[:16]
-        self.log_fields = {
-            "mapping": source.mapping.name,
-            "queue": source.mapping.queue_name,
-            "first": self.ids[0],
-            "last": self.ids[-1],
-        }
+        self.log_fields = {"first": self.ids[0], "last": self.ids[-1]}
 
     def may_invoke(self) -> bool:
         """Always: an SQS batch in flight runs on through a drain (the drain's first phase)."""
@@ -270,6 +266,7 @@ class SqsBatchPort:
             self.payload,
             self.ids,
             attempt=decision.attempt,
+            log=self.source.batch_log,
             log_fields=self.log_fields,
             batch_id=self.batch_id,
         )

@@ -53,6 +53,9 @@ class Lane:
         self.queue = queue
         self.carry: Tracked | None = None
         self.closing = False
+        self.batch_log = context.invoker.bound_log(
+            mapping=context.mapping.name, shard=worker.shard_id, lane=index
+        )
         self.window_opened = context.clock.monotonic()
 
     def abandon(self) -> int:
@@ -164,13 +167,8 @@ class LaneBatch:
             [r.sequence_number for r in records],
             attempt=decision.attempt,
             batch_id=self.batch_id,
-            log_fields={
-                "mapping": context.mapping.name,
-                "shard": self.worker.shard_id,
-                "lane": self.lane.index,
-                "first": records[0].sequence_number,
-                "last": records[-1].sequence_number,
-            },
+            log=self.lane.batch_log,
+            log_fields={"first": records[0].sequence_number, "last": records[-1].sequence_number},
         )
 
     async def wait(self, seconds: float, backoff: Backoff) -> bool:
