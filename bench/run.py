@@ -86,6 +86,24 @@ async def _idle(workdir: Path, quick: bool, function: str) -> list[Result]:
     return await memory_bench.idle(workdir, quick=quick)
 
 
+async def _function_invoke(workdir: Path, quick: bool, function: str) -> list[Result]:
+    from bench import function_bench
+
+    return await function_bench.invoke_rate(workdir, quick=quick, function=function)
+
+
+async def _function_cold_start(workdir: Path, quick: bool, function: str) -> list[Result]:
+    from bench import function_bench
+
+    return await function_bench.cold_start(workdir, quick=quick, function=function)
+
+
+async def _kafka_functions(workdir: Path, quick: bool, function: str) -> list[Result]:
+    from bench import function_kafka_bench
+
+    return await function_kafka_bench.kafka_throughput(workdir, quick=quick, function=function)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "kafka": _kafka,
     "sqs": _sqs,
@@ -96,6 +114,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "latency-sqs": _latency_sqs,
     "memory": _memory,
     "idle": _idle,
+    "function-invoke": _function_invoke,
+    "function-cold-start": _function_cold_start,
+    "kafka-functions": _kafka_functions,
 }
 
 HANDLERS = {"async": "python:bench.handlers.count", "sync": "python:bench.handlers.count_sync"}
