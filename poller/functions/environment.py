@@ -35,8 +35,10 @@ from poller.functions.environment_state import (
     ResponseTooLarge,
     StorageExceeded,
     Unstartable,
+    Withdrawn,
     trace_header,
 )
+from poller.functions.error_types import exit_reason
 from poller.functions.launch import (
     INVALID_ENTRYPOINT,
     LaunchError,
@@ -186,8 +188,12 @@ class ExecutionEnvironment:
             case _:
                 return None
 
-    async def invoke(self, payload: bytes, *, request_id: str) -> InvokeOutcome:
-        """One invocation; the environment is killed if it timed out, exited or overran a limit."""
+    async def invoke(self, payload: bytes, *, request_id: str) -> InvokeOutcome | Withdrawn:
+        """One invocation; the environment is killed if it timed out, exited or overran a limit.
+
+        `Withdrawn` (no outcome, no report): the runtime exited before it took the invocation, which
+        the caller runs again elsewhere (`EnvironmentState.withdraw`).
+        """
         invocation = self._state.begin_invocation(request_id)
         self._request_id = request_id
         self._log.info("platform.start", requestId=request_id, version=VERSION)
@@ -209,6 +215,15 @@ class ExecutionEnvironment:
             if not isinstance(reply, Replied | RuntimeErrored | TooLarge):
                 self._server.abandon(request_id)  # a late post for it gets 410 InvokeTimeout
             ending = _ending_of(reply)
+            withdrawn = self._state.withdraw(ending, delivered=self._server.delivered(request_id))
+            if withdrawn is not None:
+                await self._kill()  # what the runtime may have left running in its group
+                self._log.warning(
+                    "function_invocation_withdrawn",
+                    requestId=request_id,
+                    reason=exit_reason(withdrawn.returncode),
+                )
+                return withdrawn
             if isinstance(ending, Responded | Errored) and await self._over_memory():
                 # It answered between two samples but went over on the way: Lambda would have
                 # killed it mid-invocation, and its next invocation must not pay for it.

@@ -169,6 +169,16 @@ class Finished:
     metric_error_type: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """The invocation never reached the function: its runtime exited before a `/next` took it.
+
+    Not an outcome: the pool runs the same invocation again on a replacement environment."""
+
+    request_id: str
+    returncode: int
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
@@ -240,6 +250,24 @@ class EnvironmentState:
 
     def storage_exceeded(self, used_bytes: int) -> bool:
         return used_bytes > self._storage_limit
+
+    def withdraw(self, ending: Ending, *, delivered: bool) -> Withdrawn | None:
+        """The invocation, withdrawn if its runtime exited before any `/next` delivered it; else None.
+
+        A runtime may exit between invocations (aws-lambda-ric posts `/error` for an uncaught
+        exception, then exits): an invocation handed to it in that moment was never the function's,
+        and Lambda would have run it in a fresh environment, so it is re-run rather than failed as
+        `Runtime.ExitError`. Only on an environment that has served before: Init ends at the first
+        `/next`, which takes the first invocation at once, so a runtime that dies before taking it
+        fails it — and since the replacement is cold, an invocation is re-run at most once.
+        """
+        invocation = self._current
+        assert invocation is not None, "begin_invocation first"
+        if delivered or self._cold or self.init_failure is not None or not isinstance(ending, Exited):
+            return None
+        self._current = None
+        self.reset = True
+        return Withdrawn(invocation.request_id, ending.returncode)
 
     def finish(self, ending: Ending) -> Finished:
         """The invocation ended this way: its outcome and report. An init failure ends every one."""

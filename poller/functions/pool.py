@@ -22,6 +22,7 @@ from poller.core.clock import Clock
 from poller.core.outcome import InvokeOutcome, NotInvoked
 from poller.functions.definition import FunctionDefinition
 from poller.functions.environment import ExecutionEnvironment
+from poller.functions.environment_state import Withdrawn
 from poller.functions.launch import python_version_warning, runtime_family
 from poller.functions.pool_state import (
     Assignment,
@@ -103,28 +104,45 @@ class FunctionPool:
             return await self._run_on(decision, payload)
 
     async def _run_on(self, assignment: Assignment, payload: bytes) -> InvokeOutcome:
+        request_id = str(uuid.uuid4())  # kept by a re-run: it is the same invocation
+        while True:
+            result = await self._attempt(assignment, payload, request_id)
+            if not isinstance(result, Withdrawn):
+                return result
+            # Its runtime exited before taking it (between invocations): run it on a fresh one.
+            replacement = self._replace(assignment.env_id)
+            if replacement is None:
+                return _closed()
+            assignment = replacement
+
+    async def _attempt(
+        self, assignment: Assignment, payload: bytes, request_id: str
+    ) -> InvokeOutcome | Withdrawn:
         env_id = assignment.env_id
-        env: ExecutionEnvironment | None = None
         alive = False
+        result: InvokeOutcome | Withdrawn | None = None
         try:
             if isinstance(assignment, ColdStart):
                 env = await self._cold_start(assignment)
             else:
                 env = self._envs[env_id]
-            outcome = await env.invoke(payload, request_id=str(uuid.uuid4()))
+            result = await env.invoke(payload, request_id=request_id)
             alive = env.usable
         except Exception as exc:  # poller's own fault (e.g. the Runtime API server): never the engine's end
             self._log.exception("function_environment_failed", error=str(exc))
-            outcome = NotInvoked(
+            result = NotInvoked(
                 "unreachable", f"execution environment of {self.definition.name} failed: {exc}"
             )
         finally:
-            self._release(env_id, alive=alive)  # also when cancelled: a half-done invocation resets it
+            if not isinstance(result, Withdrawn):  # a withdrawn one keeps its slot for `_replace`
+                self._release(env_id, alive=alive)  # also when cancelled: a half-done invocation resets it
         if env_id in self._stopped_for_close:
+            if isinstance(result, Withdrawn):
+                self._release(env_id, alive=False)
             # Killed by shutdown, not by its own fault: the batch is retried later without using
             # up an attempt, rather than failed for an error the function never made.
             return NotInvoked("unreachable", "the function's environment was stopped for shutdown")
-        return outcome
+        return result
 
     async def _wait(self, token: int) -> Assignment | None:
         future: asyncio.Future[Assignment | None] = asyncio.get_running_loop().create_future()
@@ -156,6 +174,15 @@ class FunctionPool:
         assert self._tasks is not None
         await env.start(self._tasks)
         return env
+
+    def _replace(self, env_id: int) -> ColdStart | None:
+        """Stop `env_id` and give its invocation a new environment in its place (None: closing)."""
+        assignment = self._state.replace(env_id, now=self._clock.monotonic())
+        env = self._envs.pop(env_id, None)
+        if env is not None and self._tasks is not None:
+            self._tasks.create_task(self._stop_and_forget(env, None))
+        self._changed_now()
+        return assignment
 
     def _release(self, env_id: int, *, alive: bool) -> None:
         handoff = self._state.release(env_id, alive=alive, now=self._clock.monotonic())

@@ -7,6 +7,9 @@ that was reset (timeout, exit, out of memory) is never reused, and the next cold
 `/tmp` it left ("scratch"), as Lambda's reset keeps `/tmp`; idle environments retire after
 `idle_seconds`, and so does scratch nobody has claimed for that long.
 
+An invocation whose environment's runtime exited before taking it (`replace`) is not failed: it
+keeps its place and cold-starts a replacement, as Lambda would have given it a fresh environment.
+
 The most recently used idle environment is reused first, so when load drops the others stay idle
 long enough to retire.
 """
@@ -123,6 +126,17 @@ class PoolState:
         if self._waiters and not self.closing:
             return Handoff(self._waiters.popleft(), self._cold_start())
         return None
+
+    def replace(self, env_id: int, *, now: float) -> ColdStart | None:
+        """`env_id`'s runtime exited before it took its invocation: the same invocation gets a new
+        environment in its place (with the `/tmp` the dead one leaves), ahead of any waiter, since
+        it was admitted already and the cap is unchanged. None while closing: the slot is freed."""
+        if self.closing:
+            self.release(env_id, alive=False, now=now)
+            return None
+        slot = self._slots.pop(env_id)
+        self._free_scratch.append((slot.scratch, now))
+        return self._cold_start()
 
     def retire_due(self, now: float) -> list[Retire]:
         """Idle environments and unclaimed scratch past `idle_seconds`, removed from the pool."""

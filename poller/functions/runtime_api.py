@@ -228,6 +228,10 @@ class RuntimeApiServer:
             future.set_exception(InvocationAbandoned(request_id))
         self._wake()
 
+    def delivered(self, request_id: str) -> bool:
+        """The runtime's `/next` was handed this invocation (an exit before that means it never ran)."""
+        return self._session.delivered(request_id)
+
     def process_exited(self) -> None:
         """The runtime's process ended: `wait_ready()` / `invoke()` waiters raise `RuntimeGone`."""
         self._apply(self._session.process_exited())

@@ -194,6 +194,11 @@ class RuntimeSession:
     def init_result(self) -> InitResult | None:
         return self._init
 
+    def delivered(self, request_id: str) -> bool:
+        """A `/next` was answered with this invocation: from then on it is the function's, whatever
+        happens to the process (request ids are unique, so the last rendered id is enough)."""
+        return self._invoke_id == request_id
+
     def _move(self, state: State) -> None:
         self._state = state
         self.state_since = self._clock.monotonic()
