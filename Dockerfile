@@ -3,7 +3,10 @@
 # poller's container image (DESIGN §1.2; ops anchors §7).
 #
 #   docker build -t poller .
-#   docker run --rm -p 8080:8080 -v "$PWD/mappings:/etc/poller/mappings:ro" poller
+#   docker run --rm -p 8080:8080 -v "$PWD/mappings:/etc/poller/mappings:ro" \
+#     -v "$PWD/functions:/etc/poller/functions:ro" poller
+#   (the second volume holds the code of functions declared under `Functions:`: a CodeUri is
+#   relative to its mapping file, so `../functions/telemetry` resolves to /etc/poller/functions)
 #   docker run --rm -v "$PWD/my-settings:/etc/poller:ro" poller validate --config /etc/poller/poller.yaml
 #
 # Two stages: the builder turns poller and every dependency into wheels; the final image installs

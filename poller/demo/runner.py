@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Final
 
 from poller.demo.broker import BrokerUnavailable, LocalBroker, start_broker
+from poller.demo.environments import function_lines
 from poller.demo.examples import (
     DEMO_ACCOUNT,
     REGION,
@@ -161,6 +163,8 @@ def _write_config(
     packaged = resources.files("poller.demo") / "mappings"
     mappings_dir = tmp / "mappings"
     mappings_dir.mkdir()
+    # The functions the mappings declare, where their CodeUri (../functions/<name>) finds them.
+    _copy_tree(resources.files("poller.demo") / "functions", tmp / "functions")
     files = []
     for example in examples:
         path = mappings_dir / example.file
@@ -180,6 +184,17 @@ def _write_config(
     settings_file = tmp / "poller.yaml"
     settings_file.write_text(json.dumps(settings))
     return settings_file
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    """A packaged directory written out as files (a package need not be a directory on disk)."""
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.is_dir():
+            if entry.name != "__pycache__":
+                _copy_tree(entry, target / entry.name)
+        else:
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 async def _serve(
@@ -311,6 +326,11 @@ async def _summarise(service: Any, examples: Sequence[Example], result: WatchRes
         landing = await example.landing(service)
         processed = example.processed(service, snapshot, landing)
         say(f"  {example.name:<10} {_outcome(example, processed, snapshot, landing)}")
+    functions = function_lines(service.registry)
+    if functions:
+        # Which handlers ran as Lambda runs them: a process each, AWS's runtime client, warm reuse.
+        say("functions (declared under Functions:, each run in execution environments):")
+        say("\n".join(functions))
 
 
 def _outcome(example: Example, processed: int, snapshot: Snapshot, landing: Landing) -> str:

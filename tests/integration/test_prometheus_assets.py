@@ -1,7 +1,9 @@
 """The Grafana dashboard and the alert rules in `config/` against a real Prometheus scraping a real
 `poller run` (DESIGN §1.7): every panel query and every alert expression parses and evaluates on the
 series poller exports, the panels that traffic must fill are not empty, every rule is healthy, and
-the alerts that this traffic should raise are raised (and only for the right mappings)."""
+the alerts that this traffic should raise are raised (and only for the right mappings). A declared
+function (DESIGN §1.5.1), run by the real awslambdaric, fills the Functions row; its panels filter
+on `$function`, as the `function_*` series carry `function` instead of `mapping`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,17 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "poller-dashboard.json"
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
 RATE_INTERVAL = "30s"  # what $__rate_interval / $__interval become: the whole test fits in it
+FUNCTION = "prom-fn"
+"""The declared function of the scenario."""
+FUNCTION_CODE = """\
+import time
+
+
+def handler(event, context):
+    # Overrun the function's Timeout (1 s) on a "slow" record: Sandbox.Timedout, environment killed.
+    if any("slow" in record["body"] for record in event["Records"]):
+        time.sleep(30)
+"""
 
 
 # -- the assets --------------------------------------------------------------------------------------
@@ -60,11 +74,17 @@ def panel_targets() -> list[tuple[str, str]]:
     ]
 
 
-def instantiate(expr: str, mapping_regex: str) -> str:
+def is_function_panel(expr: str) -> bool:
+    """A query on the `function_*` series: labelled `function`, filtered by $function, not $mapping."""
+    return "poller_function_" in expr
+
+
+def instantiate(expr: str, mapping_regex: str, function_regex: str = ".*") -> str:
     """The query Grafana sends: template variables replaced."""
     for variable in ("$__rate_interval", "${__rate_interval}", "$__interval", "${__interval}"):
         expr = expr.replace(variable, RATE_INTERVAL)
     expr = expr.replace("${mapping}", mapping_regex).replace("$mapping", mapping_regex)
+    expr = expr.replace("${function}", function_regex).replace("$function", function_regex)
     assert "$" not in expr, f"unknown template variable left in {expr!r}"
     return expr
 
@@ -76,8 +96,9 @@ def alert_rules() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_dashboard_is_importable_and_parameterised() -> None:
-    """The JSON Grafana imports: datasource and mapping variables, every query on ${datasource} and
-    filtered by $mapping, unique panel ids, units, and the panels the Operations issue asks for."""
+    """The JSON Grafana imports: datasource, mapping and function variables, every query on
+    ${datasource} and filtered by $mapping (the function panels by $function), unique panel ids,
+    units, and the panels the Operations and Functions issues ask for."""
     board = dashboard()
     assert board["schemaVersion"] >= 36
     assert board["uid"]
@@ -91,6 +112,11 @@ def test_dashboard_is_importable_and_parameterised() -> None:
     assert query == "label_values(poller_mapping_state, mapping)"
     assert variables["mapping"]["includeAll"]
     assert variables["mapping"]["allValue"] == ".*"
+    query = variables["function"]["query"]
+    query = query["query"] if isinstance(query, dict) else query
+    assert query == "label_values(poller_function_environments, function)"
+    assert variables["function"]["includeAll"]
+    assert variables["function"]["allValue"] == ".*"
     panels = list(all_panels(board["panels"]))
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
@@ -102,7 +128,11 @@ def test_dashboard_is_importable_and_parameterised() -> None:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}"
-            assert 'mapping=~"$mapping"' in target["expr"], (panel["title"], target["expr"])
+            if is_function_panel(target["expr"]):
+                assert 'function=~"$function"' in target["expr"], (panel["title"], target["expr"])
+                assert "mapping" not in target["expr"], (panel["title"], target["expr"])
+            else:
+                assert 'mapping=~"$mapping"' in target["expr"], (panel["title"], target["expr"])
         if panel["type"] == "timeseries":
             assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
     exprs = " ".join(expr for _, expr in panel_targets())
@@ -129,6 +159,15 @@ def test_dashboard_is_importable_and_parameterised() -> None:
         "sum by (mapping, kind) (rate(poller_ack_failures_total",
         "poller_lease_renewal_failures_total",
         "poller_handler_threads_leaked",
+        # Issue 15: execution environments.
+        "sum by (function, state) (poller_function_environments",
+        "rate(poller_function_cold_starts_total",
+        "histogram_quantile(0.5, sum by (le, function) (rate(poller_function_init_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, function) (rate(poller_function_init_duration_seconds_bucket",
+        "histogram_quantile(0.5, sum by (le, function) (rate(poller_function_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, function) (rate(poller_function_duration_seconds_bucket",
+        "sum by (function, error_type) (rate(poller_function_errors_total",
+        "poller_function_max_memory_bytes",
     ):
         assert needle in exprs, needle
 
@@ -137,10 +176,12 @@ def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
     """A typo in a metric name would leave a panel or an alert silently empty."""
     from prometheus_client import CollectorRegistry
 
+    from poller.observability.function_metrics import FunctionMetrics
     from poller.observability.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)
+    FunctionMetrics(registry)
     exported: set[str] = set()
     for family in registry.collect():
         exported.add(family.name)
@@ -189,9 +230,16 @@ class Prometheus:
             return False
 
     def active_alerts(self) -> set[tuple[str, str, str]]:
-        """(alertname, mapping, state) of every pending or firing alert."""
+        """(alertname, mapping or function, state) of every pending or firing alert."""
         alerts = self.get("/api/v1/alerts")["data"]["alerts"]
-        return {(a["labels"]["alertname"], a["labels"].get("mapping", ""), a["state"]) for a in alerts}
+        return {
+            (
+                a["labels"]["alertname"],
+                a["labels"].get("mapping", a["labels"].get("function", "")),
+                a["state"],
+            )
+            for a in alerts
+        }
 
 
 StartPrometheus = Callable[[list[int]], Awaitable[Prometheus]]
@@ -289,6 +337,9 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
     inbox = make_queue(visibility=30)
     parked = make_queue()
     drops, to_destination, blocked = make_stream(), make_stream(), make_stream()
+    # The declared function's queue: a record that times out goes to the DLQ on its next receive.
+    function_dlq = make_queue(visibility=30)
+    function_queue = make_queue(visibility=1, dlq=function_dlq, max_receive=1)
     missing_queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:prometheus-assets-missing"
     poller = await start_poller(
         [
@@ -319,13 +370,30 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
                 **on_failure(missing_queue),
             ),
             {"Name": "parked", "EventSourceArn": parked.arn, "FunctionName": url, "Enabled": False},
+            # A declared function in execution environments; its code is prom_fn.py beside the
+            # settings, one directory up from the mapping file.
+            {
+                "Functions": {
+                    FUNCTION: {
+                        "Runtime": f"python3.{sys.version_info.minor}",
+                        "Handler": "prom_fn.handler",
+                        "CodeUri": "..",
+                        "Timeout": 1,
+                    }
+                },
+                "Name": "sqs-function",
+                "EventSourceArn": function_queue.arn,
+                "FunctionName": FUNCTION,
+                "BatchSize": 1,
+            },
             # Cannot start: stays Creating.
             {
                 "Name": "broken",
                 "EventSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:no-such-queue",
                 "FunctionName": url,
             },
-        ]
+        ],
+        handlers={"prom_fn": FUNCTION_CODE},
     )
     prometheus = await start_prometheus([poller.port])
     await wait_until(
@@ -342,6 +410,8 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
     put_kinesis(kinesis, drops, records)
     put_kinesis(kinesis, to_destination, records)
     put_kinesis(kinesis, blocked, [("k", b"bad-0")])
+    for body in ("fast-0", "fast-1", "slow", "fast-2"):
+        sqs.send_message(QueueUrl=function_queue.url, MessageBody=body)
 
     expected = {
         ('poller_records_deleted_total{mapping="sqs-orders"}', 4),
@@ -352,6 +422,10 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
         ('poller_records_sent_to_destination_total{mapping="kinesis-dest"}', 2),
         ('poller_retries_total{mapping="kinesis-dest"}', 1),
         ('poller_destination_delivery_failures_total{mapping="kinesis-blocked"}', 1),
+        ('poller_records_deleted_total{mapping="sqs-function"}', 3),
+        (f'poller_function_cold_starts_total{{function="{FUNCTION}"}}', 1),
+        (f'poller_function_duration_seconds_count{{function="{FUNCTION}"}}', 4),
+        (f'poller_function_errors_total{{function="{FUNCTION}", error_type="Sandbox.Timedout"}}', 1),
     }
 
     def seen_by(get: Callable[[str], float]) -> bool:
@@ -371,6 +445,15 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
         timeout=15,
         what="a few scrapes",
     )
+    # The function's error series is born with the first timeout: rate() needs two samples of it.
+    await wait_until(
+        lambda: (
+            prometheus.value(f'count_over_time(poller_function_errors_total{{function="{FUNCTION}"}}[1m])')
+            >= 2
+        ),
+        timeout=15,
+        what="two scrapes of the function's errors",
+    )
 
     # The mapping variable: label_values(poller_mapping_state, mapping).
     reply = prometheus.get("/api/v1/label/mapping/values", **{"match[]": "poller_mapping_state"})
@@ -381,7 +464,11 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
         "kinesis-blocked",
         "parked",
         "broken",
+        "sqs-function",
     }
+    # The function variable: label_values(poller_function_environments, function).
+    reply = prometheus.get("/api/v1/label/function/values", **{"match[]": "poller_function_environments"})
+    assert set(reply["data"]) == {FUNCTION}
 
     # Every panel query, for all mappings: it evaluates, and this traffic fills it.
     targets = panel_targets()
@@ -393,9 +480,20 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
     # every panel; an SQS mapping never drops, so its dropped-records panel stays empty.
     for mapping, empty in (("kinesis-drops", set()), ("sqs-orders", {"Dropped records by reason / A"})):
         for title, expr in targets:
+            if is_function_panel(expr):
+                continue  # not filtered by mapping: below, by function
             result = prometheus.query(instantiate(expr, mapping))
             assert {r["metric"].get("mapping") for r in result} <= {mapping}, (title, result)
             assert bool(result) == (title not in empty), f"panel {title!r} for {mapping}: {result}"
+
+    # ... and for one function: only its series, every function panel filled; none for another name.
+    function_targets = [(title, expr) for title, expr in targets if is_function_panel(expr)]
+    assert len(function_targets) >= 6
+    for function, filled in ((FUNCTION, True), ("no-such-function", False)):
+        for title, expr in function_targets:
+            result = prometheus.query(instantiate(expr, ".*", function))
+            assert {r["metric"].get("function") for r in result} <= {function}, (title, result)
+            assert bool(result) == filled, f"panel {title!r} for {function}: {result}"
 
     # PollerRecordsDropped and PollerDestinationDeliveryFailures also read the `_created` samples
     # prometheus-client exports, to catch a counter born with a value (alerts.yaml, top).
@@ -426,6 +524,7 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
         ("PollerDestinationDeliveryFailures", "kinesis-blocked", "firing"),
         ("PollerErrorRatioHigh", "sqs-orders", "pending"),
         ("PollerMappingNotEnabled", "broken", "pending"),
+        ("PollerFunctionTimeouts", FUNCTION, "firing"),
     }
     await wait_until(lambda: must <= prometheus.active_alerts(), timeout=15, what=f"alerts {sorted(must)}")
     active = prometheus.active_alerts()
@@ -434,4 +533,6 @@ async def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
     # Only kinesis-drops dropped; kinesis-dest delivered its failures.
     assert {m for name, m, _ in active if name == "PollerRecordsDropped"} == {"kinesis-drops"}
     assert {m for name, m, _ in active if name == "PollerDestinationDeliveryFailures"} == {"kinesis-blocked"}
+    # A timeout is not running out of memory.
+    assert not {m for name, m, _ in active if name == "PollerFunctionOutOfMemory"}
     assert prometheus.proc.poll() is None, prometheus.log_path.read_text()

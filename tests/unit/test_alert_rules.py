@@ -1,6 +1,7 @@
 """config/prometheus/alerts.yaml: valid for Prometheus (`promtool check rules`), behaving as its unit
 tests say (`promtool test rules alerts_test.yaml`), and written the same way throughout: a severity,
-and a summary, description and runbook that name the mapping.
+and a summary, description and runbook that name the mapping (or, for the function alerts, the
+function).
 
 promtool comes with Debian's `prometheus` package, which .ci/run installs; without it these tests fail
 rather than skip, so the alert rules are never shipped unchecked."""
@@ -47,7 +48,9 @@ def test_promtool_test_rules() -> None:
     assert "SUCCESS" in output, output
 
 
-def test_every_rule_is_a_described_alert_on_a_mapping() -> None:
+def test_every_rule_is_a_described_alert_on_a_mapping_or_a_function() -> None:
+    """A rule on the function_* series (DESIGN §1.7: labelled `function`, not `mapping`) names the
+    function; every other rule names the mapping."""
     rules = alerts()
     names = [rule.get("alert") for rule in rules]
     assert all(names), "only alerting rules here"
@@ -56,9 +59,26 @@ def test_every_rule_is_a_described_alert_on_a_mapping() -> None:
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         annotations = rule["annotations"]
         assert set(annotations) == {"summary", "description", "runbook"}, rule["alert"]
+        on_function = "poller_function_" in rule["expr"]
+        subject = "function" if on_function else "mapping"
         for key in ("summary", "description"):
-            assert "$labels.mapping" in annotations[key], (rule["alert"], key)
-        assert "mapping" in rule["expr"] or "poller_mapping_state" in rule["expr"], rule["alert"]
+            assert f"$labels.{subject}" in annotations[key], (rule["alert"], key)
+        if on_function:
+            assert "by (function)" in rule["expr"], rule["alert"]
+            assert "mapping" not in rule["expr"], rule["alert"]
+        else:
+            assert "mapping" in rule["expr"] or "poller_mapping_state" in rule["expr"], rule["alert"]
+
+
+def test_function_timeouts_and_out_of_memory_have_alerts() -> None:
+    """Issue 15: the two ways the platform kills an environment for the function's own doing."""
+    exprs = {rule["alert"]: rule["expr"] for rule in alerts()}
+    assert 'error_type="Sandbox.Timedout"' in exprs["PollerFunctionTimeouts"]
+    assert 'error_type="Runtime.OutOfMemory"' in exprs["PollerFunctionOutOfMemory"]
+    for name in ("PollerFunctionTimeouts", "PollerFunctionOutOfMemory"):
+        assert "poller_function_errors_total" in exprs[name]
+        # The series is born with the first error: the `_created` branch catches it.
+        assert "poller_function_errors_created" in exprs[name]
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:

@@ -46,3 +46,28 @@ def test_repository_mappings_are_the_packaged_demo_mappings() -> None:
     repo = {p.name: p.read_text() for p in (ROOT / "mappings").glob("*.yaml")}
     assert packaged == repo
     assert packaged
+
+
+def test_repository_functions_are_the_packaged_demo_functions() -> None:
+    """The example mappings declare functions with `CodeUri: ../functions/<name>`, relative to the
+    mapping file: the repository's mappings/ finds functions/, the packaged ones poller/demo/functions/
+    (which the demo writes out beside the mappings it runs). Both must hold the same code."""
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+
+    packaged = tree(ROOT / "poller" / "demo" / "functions")
+    assert packaged
+    assert tree(ROOT / "functions") == packaged
+    # Every CodeUri an example mapping names is one of them.
+    code_uris = re.findall(
+        r"^\s+CodeUri: (\S+)$", "".join(p.read_text() for p in (ROOT / "mappings").glob("*.yaml")), re.M
+    )
+    assert code_uris
+    for code_uri in code_uris:
+        assert (ROOT / "mappings" / code_uri).resolve().is_dir(), code_uri
+        assert (ROOT / "poller" / "demo" / "mappings" / code_uri).resolve().is_dir(), code_uri

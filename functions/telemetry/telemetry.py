@@ -1,4 +1,7 @@
-"""The demo's telemetry handler: an ordinary Lambda handler for a Kinesis mapping.
+"""The demo's telemetry function: an ordinary Lambda handler for a Kinesis mapping, as it would be
+deployed to AWS. poller runs it in execution environments (`Functions:` in mappings/telemetry.yaml):
+AWS's own runtime client imports this file from its CodeUri once per environment and calls `handler`
+for each batch.
 
 It checks every reading of the batch and raises on a corrupt one, which fails the whole batch (no
 partial batch response here). The mapping's BisectBatchOnFunctionError then halves the batch until
