@@ -55,8 +55,3 @@ class ConcurrencyScaler:
         self.target = max(self.floor, self.target // 2)
         self._last_change = now
         return self.target
-
-
-def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 30.0) -> float:
-    """Exponential backoff without jitter for attempt 1, 2, … (jitter is added by the caller)."""
-    return float(min(cap, base * 2.0 ** max(0, attempt - 1)))

@@ -22,6 +22,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
+from poller.aws_errors import error_code
 from poller.destinations.base import DeliveryFailed, DeliveryRejected
 
 if TYPE_CHECKING:
@@ -94,10 +95,6 @@ class OwnClients:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
 def translate(

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.destinations._aws import error_code, message_body, translate
+from poller.aws_errors import error_code
+from poller.destinations._aws import message_body, translate
 from poller.destinations.base import FailureDelivery
 
 if TYPE_CHECKING:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from poller.core.backoff import THROTTLE_BACKOFF
 from poller.core.batching import MAX_PAYLOAD_BYTES, BatchBuilder, BatchLimits, FlushReason
 from poller.core.clock import ManualClock
 from poller.core.message_buffer import MessageBuffer
-from poller.core.scaling import ConcurrencyScaler, backoff_seconds
+from poller.core.scaling import ConcurrencyScaler
 from poller.core.sqs_event import SqsMessage
 
 
@@ -105,4 +106,4 @@ def test_scaler_does_not_grow_when_slots_are_idle_and_halves_on_throttle() -> No
 
 
 def test_backoff_doubles_to_a_cap() -> None:
-    assert [backoff_seconds(n) for n in (1, 2, 3, 4, 10)] == [1.0, 2.0, 4.0, 8.0, 30.0]
+    assert [THROTTLE_BACKOFF.delay(n) for n in (1, 2, 3, 4, 10)] == [1.0, 2.0, 4.0, 8.0, 30.0]

@@ -13,6 +13,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.config import StreamMapping
+from poller.core.backoff import DELIVERY_BACKOFF
 from poller.core.batching import BatchLimits
 from poller.core.clock import Clock
 from poller.core.filtering import FilterSet, compile_filters
@@ -29,14 +30,14 @@ from poller.sources.streams.api import StreamApi
 from poller.state import CheckpointStore
 
 LANE_CAPACITY_MIN: Final = 100
-MAX_READ_BACKOFF_SECONDS: Final = 30.0
 STORE_ERRORS: Final = (ClientError, BotoCoreError, sqlite3.Error)
 """What a lease table or checkpoint store raises when it cannot be reached now: retried later."""
 
 
 def read_backoff_seconds(failures: int) -> float:
-    """Wait after the `failures`-th failed read in a row: from ~1 s, doubling, capped, jittered."""
-    return min(MAX_READ_BACKOFF_SECONDS, 0.5 * 2.0 ** min(failures, 10)) * random.uniform(0.8, 1.2)
+    """Wait after the `failures`-th failed read in a row: the engine's one backoff (1 s, doubling,
+    capped at 30 s, ±20 %), as for deliveries."""
+    return DELIVERY_BACKOFF.delay(failures) * random.uniform(*DELIVERY_BACKOFF.jitter)
 
 
 class StreamContext:
