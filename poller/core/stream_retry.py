@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from poller.core.backoff import Backoff, BackoffPolicy, BackoffReason
 from poller.core.batch_result import (
     BatchFailed,
     BatchNotInvoked,
@@ -52,9 +53,6 @@ from poller.core.batch_result import (
 from poller.core.failure_records import FailureCondition
 from poller.core.outcome import InvokeOutcome
 from poller.core.stream_retry_types import (
-    Backoff,
-    BackoffPolicy,
-    BackoffReason,
     Checkpoint,
     Decision,
     Done,

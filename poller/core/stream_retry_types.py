@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from poller.core.backoff import Backoff, BackoffPolicy, BackoffReason
+from poller.core.backoff import Backoff, BackoffPolicy
 from poller.core.failure_records import FailureCondition
 from poller.core.outcome import InvokeOutcome
 
@@ -83,16 +83,3 @@ class Done:
 
 
 Decision = Invoke | Backoff | SendToDestination | Checkpoint | Done
-
-__all__ = [
-    "Backoff",
-    "BackoffPolicy",
-    "BackoffReason",
-    "Checkpoint",
-    "Decision",
-    "Done",
-    "Invoke",
-    "RetryPolicy",
-    "SendToDestination",
-    "StreamRecordRef",
-]
