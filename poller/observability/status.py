@@ -10,10 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from poller.core.redact import redact_url, redact_urls
 from poller.observability.metrics import MappingMetrics
+
+
+class StatusReport(Protocol):
+    """What a source reports into (DESIGN §2): that it runs, each attempt's result, and where it
+    stands per shard or partition. `MappingStatus` is the one implementation."""
+
+    positions: dict[str, Any]
+    """Per shard or partition: position and lag, as /status shows them."""
+    leases: dict[str, Any] | None
+    """This replica's id and the shard leases it holds (dynamodb state backend)."""
+
+    def running(self) -> None: ...
+
+    def record_result(self, ok: bool) -> None: ...
 
 
 @dataclass

@@ -31,7 +31,7 @@ from poller.core.lease_balance import ExpiryWatch, LeaseRow, plan_takes
 from poller.core.lease_fencing import LeaseTiming, Step
 from poller.core.shard_lineage import ShardInfo
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.state.base import Checkpoint
 from poller.state.dynamodb import LeaseItem, LeaseLost, LeaseTable, newer
 
@@ -87,7 +87,7 @@ class LeaseCoordinator:
         self.draining: asyncio.Task[None] | None = None
         self.stop_shard: StopShard | None = None
         self.log = structlog.get_logger("poller.leases").bind(mapping=mapping, owner=owner)
-        self.status: MappingStatus | None = None
+        self.status: StatusReport | None = None
 
     def _publish_held(self) -> None:
         self.metrics.leases_held.set(len(self.held))

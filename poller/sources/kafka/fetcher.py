@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.sources.kafka.partition import PartitionWorker
 
 FETCH_TIMEOUT_MS: Final = 500
@@ -32,7 +32,7 @@ class Fetcher:
         room: asyncio.Event,
         stopping: asyncio.Event,
         metrics: MappingMetrics,
-        status: MappingStatus,
+        status: StatusReport,
     ) -> None:
         self.consumer = consumer
         self.workers = workers

@@ -25,7 +25,7 @@ from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.sources.kafka.committer import Committer
 from poller.sources.kafka.fetcher import Fetcher
 from poller.sources.kafka.partition import PartitionContext, PartitionWorker
@@ -50,7 +50,7 @@ class KafkaSource:
         driver: Driver,
         failures: FailureSender,
         metrics: MappingMetrics,
-        status: MappingStatus,
+        status: StatusReport,
         clock: Clock,
         stopping: asyncio.Event,
         revoke_budget_seconds: float,

@@ -33,7 +33,7 @@ from poller.dispatch.invoker import Attempt, Invoker
 from poller.dispatch.pause import sleep_unless
 from poller.errors import first_error
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.sources.sqs import calls
 from poller.sources.sqs.receiver import Receivers
 from poller.sources.sqs.visibility import VisibilityKeeper
@@ -55,7 +55,7 @@ class SqsSource:
         client: SQSClient,
         invoker: Invoker,
         metrics: MappingMetrics,
-        status: MappingStatus,
+        status: StatusReport,
         clock: Clock,
     ) -> None:
         self.mapping = mapping

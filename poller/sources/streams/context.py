@@ -25,7 +25,7 @@ from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.dispatch.pause import sleep_unless
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.sources.streams.api import StreamApi
 from poller.state import CheckpointStore
 
@@ -50,7 +50,7 @@ class StreamContext:
         store: CheckpointStore,
         failures: FailureSender,
         metrics: MappingMetrics,
-        status: MappingStatus,
+        status: StatusReport,
         clock: Clock,
         stopping: asyncio.Event,
         read_backoff: Callable[[int], float],

@@ -12,7 +12,7 @@ from poller.core.clock import Clock
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import MappingMetrics
-from poller.observability.status import MappingStatus
+from poller.observability.status import StatusReport
 from poller.sources.streams.api import StreamApi
 from poller.sources.streams.context import StreamContext, read_backoff_seconds
 from poller.sources.streams.scheduler import ShardScheduler
@@ -33,7 +33,7 @@ class StreamSource:
         store: CheckpointStore,
         failures: FailureSender,
         metrics: MappingMetrics,
-        status: MappingStatus,
+        status: StatusReport,
         clock: Clock,
         stopping: asyncio.Event,
         refresh_seconds: float = REFRESH_SECONDS,
