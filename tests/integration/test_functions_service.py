@@ -1,10 +1,13 @@
 """Declared functions end to end through the real `poller run` (DESIGN §1.5.1, §1.7, §1.8).
 
 One service, started once for the module, reads a moto queue and stream and runs Python functions
-declared under `Functions:` in their own execution environments under the real `awslambdaric`.
-The handlers append what they see (event, pid, module-level call count) to a JSON-lines file named
-by an `Environment.Variables` entry, under a file lock, so the test observes the function from the
-outside as a user would; everything else is read from the service's stdout JSON lines and /metrics.
+declared under `Functions:` in their own execution environments under the real `awslambdaric`,
+and a custom-runtime (`provided.al2023`) function whose `bootstrap` is a bash script speaking the
+Runtime API with curl. The handlers append what they see (event, pid, module-level call count) to a
+JSON-lines file named by an `Environment.Variables` entry, under a file lock; the bootstrap writes
+each raw event to a file of its own in a directory named the same way. So the test observes the
+functions from the outside as a user would; everything else is read from the service's stdout JSON
+lines and /metrics.
 The tests share the service and run in file order; the last one stops it with SIGTERM.
 Nothing waits by sleeping: conditions are awaited with deadlines (`wait_until`).
 """
@@ -16,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -82,6 +86,26 @@ def handler(event, context):
 
 BROKEN = "raise RuntimeError('no config')\n"
 
+# AWS's tutorial loop (spec §1.13) in bash: Debian's /bin/sh is dash, which rejects `pipefail`.
+# The response goes out as curl posts it by default (form content type), as the tutorial's does.
+BOOTSTRAP = """\
+#!/bin/bash
+set -euo pipefail
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+HEADERS="$(mktemp)"
+while true
+do
+  # Blocks until poller hands this environment an event.
+  EVENT=$(curl -sS -LD "$HEADERS" "$API/invocation/next")
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  # The raw body, in a file of its own renamed into place: the test never reads half an event.
+  printf '%s' "$EVENT" > "$EVENT_DIR/.$REQUEST_ID"
+  mv "$EVENT_DIR/.$REQUEST_ID" "$EVENT_DIR/$REQUEST_ID.json"
+  echo "shell handled $REQUEST_ID"
+  curl -sS -o /dev/null "$API/invocation/$REQUEST_ID/response" -d '{"batchItemFailures": []}'
+done
+"""
+
 
 @dataclass
 class Service:
@@ -92,6 +116,8 @@ class Service:
     """Mapping name → queue URL."""
     stream: Stream
     records_dir: Path
+    events_dir: Path
+    """Where the shell bootstrap writes each event it gets, as `<requestId>.json`."""
 
     def records(self, function: str) -> list[dict[str, Any]]:
         """What the function's handlers wrote, in order (`start` and `end` lines)."""
@@ -105,6 +131,10 @@ class Service:
         records = self.records(function)
         ended = {r["requestId"] for r in records if r["phase"] == "end"}
         return [r for r in records if r["phase"] == "start" and r["requestId"] in ended]
+
+    def shell_events(self) -> dict[str, str]:
+        """Request id → the raw event body the shell bootstrap got."""
+        return {path.stem: path.read_text() for path in self.events_dir.glob("*.json")}
 
     def logs(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         return [
@@ -145,6 +175,7 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     flaky_url, flaky_arn = make_queue(sqs, f"flaky-{tag}", visibility=2)
     broken_url, broken_arn = make_queue(sqs, f"broken-{tag}", visibility=30)
     missing_url, missing_arn = make_queue(sqs, f"missing-{tag}", visibility=30)
+    shell_url, shell_arn = make_queue(sqs, f"shell-{tag}", visibility=10)
     stream = f"echo-stream-{tag}"
     kinesis.create_stream(StreamName=stream, ShardCount=1)
     stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
@@ -155,6 +186,12 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     (code / "broken.py").write_text(BROKEN)
     records_dir = root / "records"
     records_dir.mkdir()
+    shell = root / "shell"
+    shell.mkdir()
+    (shell / "bootstrap").write_text(BOOTSTRAP)
+    (shell / "bootstrap").chmod(0o755)
+    events_dir = root / "events"
+    events_dir.mkdir()
 
     def function(name: str, handler: str = "app.handler", **props: Any) -> dict[str, Any]:
         variables = {"RECORD_FILE": str(records_dir / f"{name}.jsonl")}
@@ -172,6 +209,12 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
             "flaky": function("flaky", Timeout=1, MemorySize=128, ReservedConcurrentExecutions=1),
             "broken": function("broken", handler="broken.handler"),
             "missing": function("missing", handler="nosuchmodule.handler"),
+            "shell": {
+                "Runtime": "provided.al2023",
+                "CodeUri": "../shell",
+                "Timeout": 5,
+                "Environment": {"Variables": {"EVENT_DIR": str(events_dir)}},
+            },
         },
         "EventSourceMappings": [
             {
@@ -191,6 +234,12 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
             {"Name": "flaky-sqs", "EventSourceArn": flaky_arn, "FunctionName": "flaky", "BatchSize": 1},
             {"Name": "broken-sqs", "EventSourceArn": broken_arn, "FunctionName": "broken"},
             {"Name": "missing-sqs", "EventSourceArn": missing_arn, "FunctionName": "missing"},
+            {
+                "Name": "shell-sqs",
+                "EventSourceArn": shell_arn,
+                "FunctionName": "shell",
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            },
         ],
     }
     (root / "mappings").mkdir()
@@ -228,8 +277,9 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
             "flaky-sqs": flaky_url,
             "broken-sqs": broken_url,
             "missing-sqs": missing_url,
+            "shell-sqs": shell_url,
         }
-        yield Service(poller, sqs, kinesis, queues, Stream(stream, stream_arn), records_dir)
+        yield Service(poller, sqs, kinesis, queues, Stream(stream, stream_arn), records_dir, events_dir)
     finally:
         poller.kill()
 
@@ -482,6 +532,51 @@ async def test_an_init_failure_fails_invocations_with_the_runtimes_error_and_its
         ),
         what="the import error in the function's output",
     )
+
+
+# -- a custom runtime: a bash bootstrap speaking the Runtime API with curl ---------------------------
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the bootstrap uses curl")
+async def test_a_shell_bootstrap_gets_the_queue_batches_and_they_are_deleted(service: Service) -> None:
+    bodies = ["shell-0", '{"orderId": 1}', "shell 2"]
+    service.send("shell-sqs", *bodies)
+
+    def bodies_seen() -> list[str]:
+        return [r["body"] for raw in service.shell_events().values() for r in json.loads(raw)["Records"]]
+
+    await wait_until(
+        lambda: sorted(bodies_seen()) == sorted(bodies), timeout=30, what="3 messages in the bootstrap"
+    )
+    # `{"batchItemFailures": []}` under ReportBatchItemFailures: the whole batch succeeded.
+    await wait_until(lambda: service.depth("shell-sqs") == (0, 0), what="the messages deleted")
+
+    events = service.shell_events()
+    for raw in events.values():
+        assert '"eventSource":"aws:sqs"' in raw, raw  # the body exactly as the Runtime API served it
+    assert set(bodies_seen()) == set(bodies)  # each once: nothing failed, nothing redelivered
+    await wait_until(
+        lambda: (
+            {line["requestId"] for line in service.logs("platform.report", function="shell")} >= set(events)
+        ),
+        what="a report line per invocation",
+    )
+    reports = service.logs("platform.report", function="shell")
+    assert {line["requestId"] for line in reports} == set(events)
+    for line in reports:
+        assert line["status"] == "success", line
+        assert line["billedDurationMs"] >= line["durationMs"] > 0
+    init_starts = service.logs("platform.initStart", function="shell")
+    assert 1 <= len(init_starts) <= len(events)  # batches may spread over environments, each cold once
+    assert {(line["initializationType"], line["phase"]) for line in init_starts} == {("on-demand", "init")}
+    await wait_until(
+        lambda: (
+            {f"shell handled {request_id}" for request_id in events}
+            <= {line["message"] for line in service.logs("function_output", function="shell")}
+        ),
+        what="the bootstrap's stdout lines",
+    )
+    assert service.metric("poller_function_errors_total", function="shell") == 0
 
 
 # -- SIGTERM: the invocation in flight finishes, then every environment is gone ---------------------
