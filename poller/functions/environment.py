@@ -1,9 +1,15 @@
 """ONE execution environment: a runtime process, the Runtime API it talks to, and its lifecycle.
 
 The process runs in its own process group (`start_new_session`), so killing the environment kills
-whatever the runtime started too. While it initialises or invokes, a guard watches for the
-deadline, the process's exit, its resident memory (the process and all its children, as Lambda's
-cgroup counts them) and the size of its `/tmp`, and the first of those that fires ends the wait.
+whatever the runtime started too. While it initialises or invokes, `_race` waits for the first of:
+the answer, the process's exit, the deadline, or a limit overrun — resident memory (the process
+and all its children, as Lambda's cgroup counts them) or the size of its `/tmp`.
+
+Watching the limits must not cost more than the invocation (issue 15: ≤ 1 ms added per call), so
+it is paid by time, not per call (`probes.LimitWatch`): a call shorter than `SAMPLE_SECONDS` costs
+a timer and one read of the kernel's high-water mark after the reply; the guard's task starts only
+at that timer; the tree and `/tmp` are audited after a reply, off its path, now and then. An
+overrun an audit finds ends the invocation then running, or else the next one, as the guard would.
 
 Everything the environment decides — deadlines, outcomes, report fields — is `environment_state`'s.
 """
@@ -15,9 +21,9 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -25,7 +31,6 @@ from poller.core.clock import Clock
 from poller.core.outcome import InvokeOutcome
 from poller.functions.definition import VERSION, FunctionDefinition
 from poller.functions.environment_state import (
-    DeadlineExceeded,
     Ending,
     EnvironmentState,
     Errored,
@@ -47,7 +52,7 @@ from poller.functions.launch import (
     log_stream_name,
 )
 from poller.functions.output_lines import LineSplitter
-from poller.functions.probes import MemoryProbe, directory_bytes, is_running
+from poller.functions.probes import SAMPLE_SECONDS, LimitWatch
 from poller.functions.runtime_api import (
     InitFailed,
     Replied,
@@ -61,19 +66,10 @@ from poller.observability.function_metrics import BoundFunctionMetrics
 
 T = TypeVar("T")
 
-SAMPLE_SECONDS = 0.05
-"""How often memory is sampled while the runtime initialises or invokes: a hog allocating 1 GB/s
-overshoots `MemorySize` by at most ~50 MB before it is caught."""
-STORAGE_EVERY = 10
-"""`/tmp` is walked every this many memory samples (a walk costs more than a memory sample)."""
 EXIT_GRACE_SECONDS = 0.5
 """A runtime may answer just before it exits (an init error, a 413'd response): prefer the answer."""
 STOP_GRACE_SECONDS = 2.0
 """How long output pumps may run on after a kill (a grandchild that left the group may hold a pipe)."""
-
-
-_GONE: Final = object()
-"""The Runtime API released a waiter because the process exited: the guard says how it ended."""
 
 
 class ExecutionEnvironment:
@@ -106,30 +102,40 @@ class ExecutionEnvironment:
         self._proc: asyncio.subprocess.Process | None = None
         self._returncode: int | None = None
         self._killed = False
-        self._exited = asyncio.Event()
+        self._exited: asyncio.Future[None] | None = None
+        """Done once the process has been reaped (`_watch_exit`)."""
+        self._tasks: asyncio.TaskGroup | None = None
         self._pumps: list[asyncio.Task[None]] = []
-        self._probe: MemoryProbe | None = None
+        self._limits: LimitWatch | None = None
         self._request_id: str | None = None
+        self._alarm: asyncio.Future[Ending] | None = None
+        """The running `_race`'s: a guard or an audit that finds an overrun (or the deadline) sets it."""
+        self._found: Ending | None = None
+        """An overrun an audit found between invocations: it ends the next one."""
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
     @property
+    def spent(self) -> bool:
+        """Reset (killed, or its Init failed) or its process reaped: it takes no more invocations."""
+        return self._state.reset or (self._exited is not None and self._exited.done())
+
+    @property
     def usable(self) -> bool:
         """It can take another invocation: initialised, never reset, its process still running."""
-        if self._state.reset or self._exited.is_set():
-            return False
-        return self._proc is None or is_running(self._proc.pid)
+        return not self.spent and (self._limits is None or self._limits.probe.running())
 
     async def start(self, tasks: asyncio.TaskGroup) -> None:
         """Init: start the runtime and wait (≤ 10 s) for its first `/next`. Never raises for the
         function's faults: a failed Init is remembered and fails every invocation (spec §2.2)."""
         self._log.info("platform.initStart", initializationType="on-demand", phase="init")
         deadline = self._state.begin_init()
+        self._tasks = tasks
         ending = await self._launch(tasks)
         if ending is None:
-            ending = await self._race(self._server_ready(), deadline)
+            ending = await self._race(asyncio.ensure_future(self._server_ready()), deadline)
         if ending is None:
             report = self._state.init_succeeded()
         else:
@@ -170,7 +176,8 @@ class ExecutionEnvironment:
             )
         except OSError as exc:  # e.g. a bootstrap script without a #! line: exec format error
             return Unstartable(INVALID_ENTRYPOINT, f"fork/exec {launch.argv[0]}: {exc.strerror or exc}")
-        self._probe = MemoryProbe(self._proc.pid)
+        self._limits = LimitWatch(self._proc.pid, self.tmpdir, self._state, self._clock)
+        self._exited = asyncio.get_running_loop().create_future()
         assert self._proc.stdout is not None
         assert self._proc.stderr is not None
         self._pumps = [
@@ -197,18 +204,22 @@ class ExecutionEnvironment:
         invocation = self._state.begin_invocation(request_id)
         self._request_id = request_id
         self._log.info("platform.start", requestId=request_id, version=VERSION)
+        ending: Ending
         if self._state.init_failure is not None:
-            ending: Ending = self._state.init_failure
+            ending = self._state.init_failure
+        elif self._found is not None:
+            ending, self._found = self._found, None  # overran between invocations: killed now
         else:
             assert self._server is not None
-            trace = trace_header(self._clock.wall(), uuid.uuid4().hex, uuid.uuid4().hex)
+            assert self._limits is not None
+            ids = os.urandom(20).hex()  # the trace header's root and parent ids
             reply = await self._race(
-                self._server.invoke(
+                self._server.submit(
                     request_id=request_id,
                     payload=payload,
                     deadline_ms=invocation.deadline_epoch_ms,
                     invoked_function_arn=self._arn,
-                    trace_id=trace,
+                    trace_id=trace_header(self._clock.wall(), ids[:24], ids[24:]),
                 ),
                 invocation.deadline,
             )
@@ -224,13 +235,16 @@ class ExecutionEnvironment:
                     reason=exit_reason(withdrawn.returncode),
                 )
                 return withdrawn
-            if isinstance(ending, Responded | Errored) and await self._over_memory():
-                # It answered between two samples but went over on the way: Lambda would have
-                # killed it mid-invocation, and its next invocation must not pay for it.
+            if isinstance(ending, Responded | Errored) and self._limits.over_after_reply():
+                # It answered before (or between) samples but went over on the way: the kernel's
+                # high-water mark shows it. Lambda would have killed it mid-invocation, and its
+                # next invocation must not pay for it.
                 ending = OutOfMemory()
         finished = self._state.finish(ending)
         if finished.reset:
             await self._kill()
+        else:
+            self._audit_if_due()
         if isinstance(ending, OutOfMemory | StorageExceeded):
             self._log.warning(
                 "function_killed",
@@ -249,6 +263,8 @@ class ExecutionEnvironment:
     async def stop(self) -> None:
         """Kill the process group and close the Runtime API; output already written is still logged."""
         await self._kill()
+        if self._limits is not None:
+            self._limits.probe.close()
         if self._pumps:
             _, pending = await asyncio.wait(self._pumps, timeout=STOP_GRACE_SECONDS)
             for task in pending:
@@ -267,60 +283,79 @@ class ExecutionEnvironment:
             self._killed = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):  # SIGKILL cannot be ignored; this is only a backstop
-            await asyncio.wait_for(self._exited.wait(), STOP_GRACE_SECONDS)
+        assert self._exited is not None
+        # SIGKILL cannot be ignored; the timeout is only a backstop.
+        await asyncio.wait((self._exited,), timeout=STOP_GRACE_SECONDS)
 
-    async def _race(self, work: Coroutine[Any, Any, T], deadline: float) -> T | Ending:
-        """`work`'s result, unless the deadline passes, the process exits or a limit is overrun first."""
+    async def _race(self, work: asyncio.Future[T], deadline: float) -> T | Ending:
+        """`work`'s result, unless the deadline passes, the process exits or a limit is overrun first.
 
-        async def attempt() -> T | object:
-            try:
-                return await work
-            except RuntimeGone:
-                return _GONE
-
+        A call shorter than `SAMPLE_SECONDS` costs one timer: the guard's task is started by it.
+        `work` is cancelled (and awaited) if it loses; it failing with `RuntimeGone` (the process
+        exited, the server closed) means the exit or the guard tells how the call ended.
+        """
+        assert self._exited is not None
+        loop = asyncio.get_running_loop()
+        exited = self._exited
+        alarm: asyncio.Future[Ending] = loop.create_future()
+        self._alarm = alarm
+        guards: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as group:
-            work_task = group.create_task(attempt())
-            guard = group.create_task(self._guard(deadline))
-            await asyncio.wait({work_task, guard}, return_when=asyncio.FIRST_COMPLETED)
-            if not work_task.done() and isinstance(guard.result(), Exited):
-                await asyncio.wait({work_task}, timeout=EXIT_GRACE_SECONDS)
-            if work_task.done() and (result := work_task.result()) is not _GONE:
-                guard.cancel()
-                return result  # type: ignore[return-value]
-            work_task.cancel()
-            return await guard
 
-    async def _guard(self, deadline: float) -> Ending:
-        ticks = 0
-        while True:
-            if self._exited.is_set():
+            def start_guard() -> None:
+                assert self._limits is not None
+                guards.append(group.create_task(self._limits.guard(deadline, alarm)))
+
+            first = max(0.0, min(SAMPLE_SECONDS, deadline - self._clock.monotonic()))
+            timer = loop.call_later(first, start_guard)
+            try:
+                await asyncio.wait((work, exited, alarm), return_when=asyncio.FIRST_COMPLETED)
+                if exited.done() and not work.done() and not alarm.done():
+                    # A runtime may answer just before it exits: prefer the answer.
+                    await asyncio.wait((work,), timeout=EXIT_GRACE_SECONDS)
+                if work.done() and not work.cancelled():
+                    if (error := work.exception()) is None:
+                        return work.result()
+                    if not isinstance(error, RuntimeGone):
+                        raise error
+                if not (exited.done() or alarm.done()):  # the server closed under a live process
+                    await asyncio.wait((exited, alarm), return_when=asyncio.FIRST_COMPLETED)
+                if alarm.done():
+                    return alarm.result()
                 return Exited(self._returncode if self._returncode is not None else -signal.SIGKILL)
-            remaining = deadline - self._clock.monotonic()
-            if remaining <= 0:
-                return DeadlineExceeded()
-            if await self._over_memory():
-                return OutOfMemory()
-            if ticks % STORAGE_EVERY == 0 and self._state.storage_exceeded(
-                await asyncio.to_thread(directory_bytes, self.tmpdir)
-            ):
-                return StorageExceeded()
-            ticks += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._exited.wait(), timeout=min(SAMPLE_SECONDS, max(remaining, 0.001))
-                )
+            finally:
+                timer.cancel()
+                self._alarm = None
+                for guard in guards:
+                    guard.cancel()
+                if not work.done():
+                    work.cancel()
+                    await asyncio.wait((work,))  # a task (Init's wait) ends before the group does
 
-    async def _over_memory(self) -> bool:
-        assert self._probe is not None
-        sample = await asyncio.to_thread(self._probe.sample)
-        return self._state.observe_memory(sample.resident, peak=sample.peak)
+    def _audit_if_due(self) -> None:
+        if self._limits is not None and self._tasks is not None and self._limits.claim_audit():
+            self._tasks.create_task(self._audit(self._limits))
+
+    async def _audit(self, limits: LimitWatch) -> None:
+        """In the pool's task group, so it never raises: a failure to measure is logged."""
+        try:
+            ending = await limits.audit()
+        except Exception as exc:
+            self._log.warning("function_audit_failed", error=str(exc))
+            return
+        if ending is None or self._state.reset:
+            return
+        if self._alarm is not None and not self._alarm.done():
+            self._alarm.set_result(ending)  # an invocation started meanwhile: it ends with it
+        else:
+            self._found = ending
 
     async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
         try:
             self._returncode = await proc.wait()
         finally:
-            self._exited.set()
+            if self._exited is not None and not self._exited.done():
+                self._exited.set_result(None)
             if self._server is not None:
                 self._server.process_exited()  # releases its waiters; later requests get 500
 

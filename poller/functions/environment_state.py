@@ -232,7 +232,9 @@ class EnvironmentState:
         assert self._current is None, "one invocation at a time per environment"
         now = self._clock.monotonic()
         deadline = now + self.timeout_seconds
-        epoch_ms = max(1, math.ceil((self._clock.wall() + self.timeout_seconds) * 1000))
+        # Rounded down: the runtime's remaining time (deadline - its floored now) must never
+        # exceed Timeout, as it would within the millisecond the event is delivered if rounded up.
+        epoch_ms = max(1, math.floor((self._clock.wall() + self.timeout_seconds) * 1000))
         self._current = Invocation(request_id, now, deadline, epoch_ms)
         return self._current
 

@@ -34,7 +34,7 @@ from poller.functions.pool_state import (
     UseIdle,
     Wait,
 )
-from poller.observability.function_metrics import FunctionMetrics
+from poller.observability.function_metrics import BoundFunctionMetrics, FunctionMetrics
 
 
 class FunctionPool:
@@ -56,7 +56,7 @@ class FunctionPool:
         self._region = region
         self._account_id = account_id
         self._credentials = dict(credentials_env)
-        self._metrics = metrics.for_function(definition.name)
+        self._metrics = _BoundMetrics(metrics, definition.name)
         self._state = PoolState(limit=definition.reserved_concurrency, idle_seconds=idle_seconds)
         self._envs: dict[int, ExecutionEnvironment] = {}
         self._waiters: dict[int, asyncio.Future[Assignment | None]] = {}
@@ -66,6 +66,8 @@ class FunctionPool:
         self._tasks: asyncio.TaskGroup | None = None
         self._running = asyncio.Event()
         self._changed = asyncio.Event()
+        self._sleeping_until: float | None = None
+        """When the runner next wakes on its own (None: it is not sleeping)."""
         self._closed = asyncio.Event()
         self._base: Path | None = None
         if runtime_family(definition.runtime) == "python":
@@ -127,7 +129,7 @@ class FunctionPool:
             else:
                 env = self._envs[env_id]
             result = await env.invoke(payload, request_id=request_id)
-            alive = env.usable
+            alive = not env.spent  # its process is checked again before it is reused
         except Exception as exc:  # poller's own fault (e.g. the Runtime API server): never the engine's end
             self._log.exception("function_environment_failed", error=str(exc))
             result = NotInvoked(
@@ -219,11 +221,17 @@ class FunctionPool:
             await self._closed.wait()
 
     async def _retire_idle(self) -> None:
+        now = self._clock.monotonic()
         due = self._state.next_retirement()
-        timeout = None if due is None else max(0.0, due - self._clock.monotonic())
+        if due is None:
+            # Nothing idle: what is released from now on retires `idle_seconds` later at the
+            # earliest, so sleeping that long (≥ 1 s: no spinning) needs no wake at every release.
+            due = now + max(self._state.idle_seconds, 1.0)
+        self._sleeping_until = due
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(self._changed.wait(), max(0.0, due - now))
         self._changed.clear()
+        self._sleeping_until = None
         for retire in self._state.retire_due(self._clock.monotonic()):
             self._retire(retire)
         self._gauges()
@@ -282,8 +290,15 @@ class FunctionPool:
     # Helpers -------------------------------------------------------------------------------------
 
     def _changed_now(self) -> None:
+        """Wake the runner (and `_drain`) only if it must act sooner than it planned to: when
+        closing, or when something is due to retire earlier than it sleeps until. A release after
+        every invocation would otherwise wake it for nothing (an environment released now retires
+        last)."""
         self._gauges()
-        self._changed.set()
+        due = self._state.next_retirement()
+        sleeping = self._sleeping_until
+        if self._state.closing or (due is not None and (sleeping is None or due < sleeping)):
+            self._changed.set()
 
     def _gauges(self) -> None:
         self._metrics.environments(idle=self._state.idle, busy=self._state.busy)
@@ -300,3 +315,27 @@ def _closed() -> NotInvoked:
 
 def _throttled() -> NotInvoked:
     return NotInvoked("throttled", "Rate Exceeded. (ReservedConcurrentExecutions is 0)")
+
+
+class _BoundMetrics(BoundFunctionMetrics):
+    """`BoundFunctionMetrics` with the labelled series looked up once, not at every invocation
+    (each `labels()` takes a lock and builds a key; an invocation wrote eight of them)."""
+
+    def __init__(self, metrics: FunctionMetrics, function: str) -> None:
+        super().__init__(metrics, function)
+        self._metrics = metrics
+        self._function = function
+        self._idle = metrics.environments.labels(function, "idle")
+        self._busy = metrics.environments.labels(function, "busy")
+        self._duration = metrics.duration.labels(function)
+        self._max_memory = metrics.max_memory.labels(function)
+
+    def environments(self, *, idle: int, busy: int) -> None:
+        self._idle.set(idle)
+        self._busy.set(busy)
+
+    def invocation_finished(self, *, seconds: float, error_type: str | None, max_memory_bytes: int) -> None:
+        self._duration.observe(seconds)
+        if error_type is not None:
+            self._metrics.count_error(self._function, error_type)
+        self._max_memory.set(max_memory_bytes)

@@ -90,11 +90,13 @@ async def _read_bounded(request: web.Request) -> bytes | None:
         return None
     body = bytearray()
     try:
+        if declared is not None:  # every runtime client's case: one read, of a length known to fit
+            return await request.content.readexactly(declared)
         async for chunk in request.content.iter_chunked(READ_CHUNK):
             body += chunk
             if len(body) > MAX_PAYLOAD_BYTES:
                 return None
-    except (ConnectionError, HttpProcessingError) as exc:
+    except (ConnectionError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
         # A lost connection (`ConnectionResetError`) or a body shorter than its Content-Length or
         # broken chunking (`ContentLengthError`, `TransferEncodingError`), as aiohttp reports them.
         raise _Truncated from exc
@@ -198,20 +200,15 @@ class RuntimeApiServer:
         `abandon(request_id)` from elsewhere (this call then raises `InvocationAbandoned`). An
         environment whose Init failed ends every invocation at once with the init error.
         """
-        if self._init is None:
-            raise RuntimeError("start() the Runtime API server first")
-        future: asyncio.Future[RuntimeReply] = asyncio.get_running_loop().create_future()
-        step = self._session.invoke(
-            request_id,
-            payload,
-            deadline_ms,
-            invoked_function_arn,
-            trace_id,
+        future = self.submit(
+            request_id=request_id,
+            payload=payload,
+            deadline_ms=deadline_ms,
+            invoked_function_arn=invoked_function_arn,
+            trace_id=trace_id,
             client_context=client_context,
             cognito_identity=cognito_identity,
         )
-        self._pending[request_id] = future
-        self._apply(step)
         try:
             return await future
         except asyncio.CancelledError:
@@ -219,6 +216,43 @@ class RuntimeApiServer:
             raise
         finally:
             self._pending.pop(request_id, None)
+
+    def submit(
+        self,
+        *,
+        request_id: str,
+        payload: bytes,
+        deadline_ms: int,
+        invoked_function_arn: str,
+        trace_id: str,
+        client_context: str | None = None,
+        cognito_identity: str | None = None,
+    ) -> asyncio.Future[RuntimeReply]:
+        """`invoke` without a coroutine: the future of the reply, for a caller racing it itself.
+
+        The future fails with `RuntimeGone` if the process is gone (now or later). A caller that
+        stops waiting must `cancel()` it and `abandon(request_id)`, in that order: `abandon` sets
+        `InvocationAbandoned` on a future still pending, which nobody would retrieve.
+        """
+        if self._init is None:
+            raise RuntimeError("start() the Runtime API server first")
+        future: asyncio.Future[RuntimeReply] = asyncio.get_running_loop().create_future()
+        try:
+            step = self._session.invoke(
+                request_id,
+                payload,
+                deadline_ms,
+                invoked_function_arn,
+                trace_id,
+                client_context=client_context,
+                cognito_identity=cognito_identity,
+            )
+        except RuntimeGone as gone:
+            future.set_exception(gone)
+            return future
+        self._pending[request_id] = future
+        self._apply(step)
+        return future
 
     def abandon(self, request_id: str) -> None:
         """Give up on `request_id` (it timed out); a late post for it is answered 410 `InvokeTimeout`."""
@@ -256,7 +290,7 @@ class RuntimeApiServer:
                     if self._init is not None and not self._init.done():
                         self._init.set_result(result)
                 case InvocationEnded(request_id=request_id, result=result):
-                    future = self._pending.get(request_id)
+                    future = self._pending.pop(request_id, None)
                     if future is not None and not future.done():
                         future.set_result(result)
                 case SessionEnded(reason=reason):
@@ -268,7 +302,8 @@ class RuntimeApiServer:
             self._init.set_exception(gone)
             # Mark it retrieved: nobody need be waiting for Init when the process exits.
             self._init.exception()
-        for future in self._pending.values():
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
             if not future.done():
                 future.set_exception(gone)
 
