@@ -264,6 +264,59 @@ class PollerProcess:
             self.proc.wait(timeout=10)
 
 
+async def launch_poller(
+    workdir: Path,
+    moto_endpoint: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    started: list[PollerProcess] | None = None,
+) -> PollerProcess:
+    """`poller run` on `workdir` (its `mappings/` already written) against the moto server, on a
+    free port; `settings` are merged into the test defaults. Waits for /readyz unless told not to.
+    The caller kills it (`started` collects it for a fixture that does)."""
+    port = free_port()
+    base_settings: dict[str, Any] = {
+        "aws": {"region": REGION, "account_id": ACCOUNT},
+        "mappings": ["mappings/"],
+        "shutdown": {"drain_seconds": 10},
+    }
+    for key, value in (settings or {}).items():
+        base_settings[key] = {**base_settings.get(key, {}), **value} if isinstance(value, dict) else value
+    config_path = workdir / "poller.yaml"
+    config_path.write_text(json.dumps(base_settings))
+    log_path = workdir / "poller.log"
+    child_env = {
+        **os.environ,
+        "POLLER_AWS__ENDPOINT_URL": moto_endpoint,
+        "POLLER_HTTP__PORT": str(port),
+        "POLLER_HTTP__HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    with log_path.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "poller", "run", "--config", str(config_path)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=workdir,
+        )
+    handle = PollerProcess(proc, port, log_path, config_path)
+    if started is not None:
+        started.append(handle)
+    if wait_ready:
+        try:
+            await wait_until(lambda: handle.ready() or proc.poll() is not None, timeout=30, what="/readyz")
+        except BaseException:
+            handle.kill()  # never ready: nothing else would stop it
+            raise
+        if proc.poll() is not None:
+            raise AssertionError(f"poller exited early:\n{log_path.read_text()}")
+    return handle
+
+
 StartPoller = Callable[..., Awaitable[PollerProcess]]
 
 
@@ -287,40 +340,9 @@ async def start_poller(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[Star
             # Test queues use 1-2 s visibility timeouts for quick retries, and AWS rejects a function
             # timeout above the queue's (spec §1.6): default to 1 s unless the test says otherwise.
             (workdir / "mappings" / f"m{i}.yaml").write_text(json.dumps({"FunctionTimeout": 1, **mapping}))
-        port = free_port()
-        base_settings: dict[str, Any] = {
-            "aws": {"region": REGION, "account_id": ACCOUNT},
-            "mappings": ["mappings/"],
-            "shutdown": {"drain_seconds": 10},
-        }
-        for key, value in (settings or {}).items():
-            base_settings[key] = {**base_settings.get(key, {}), **value} if isinstance(value, dict) else value
-        config_path = workdir / "poller.yaml"
-        config_path.write_text(json.dumps(base_settings))
-        log_path = workdir / "poller.log"
-        child_env = {
-            **os.environ,
-            "POLLER_AWS__ENDPOINT_URL": moto_endpoint,
-            "POLLER_HTTP__PORT": str(port),
-            "POLLER_HTTP__HOST": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        with log_path.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "poller", "run", "--config", str(config_path)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-                cwd=workdir,
-            )
-        handle = PollerProcess(proc, port, log_path, config_path)
-        started.append(handle)
-        if wait_ready:
-            await wait_until(lambda: handle.ready() or proc.poll() is not None, timeout=30, what="/readyz")
-            if proc.poll() is not None:
-                raise AssertionError(f"poller exited early:\n{log_path.read_text()}")
-        return handle
+        return await launch_poller(
+            workdir, moto_endpoint, settings=settings, env=env, wait_ready=wait_ready, started=started
+        )
 
     yield start
     for handle in started:

@@ -18,9 +18,7 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -40,7 +38,7 @@ from tests.integration.conftest import (
     PollerProcess,
     Queue,
     Stream,
-    free_port,
+    launch_poller,
     put_kinesis,
     queue_depth,
 )
@@ -244,34 +242,8 @@ async def service(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     }
     (root / "mappings").mkdir()
     (root / "mappings" / "functions.yaml").write_text(json.dumps(declared))
-    port = free_port()
-    settings = {
-        "aws": {"region": REGION, "account_id": ACCOUNT},
-        "mappings": ["mappings/"],
-        "shutdown": {"drain_seconds": 10},
-    }
-    config = root / "poller.yaml"
-    config.write_text(json.dumps(settings))
-    log_path = root / "poller.log"
-    env = {
-        **os.environ,
-        "POLLER_AWS__ENDPOINT_URL": moto_endpoint,
-        "POLLER_HTTP__PORT": str(port),
-        "POLLER_HTTP__HOST": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "poller", "run", "--config", str(config)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=root,
-        )
-    poller = PollerProcess(proc, port, log_path, config)
+    poller = await launch_poller(root, moto_endpoint)
     try:
-        await wait_until(lambda: poller.ready() or proc.poll() is not None, timeout=30, what="/readyz")
-        assert proc.poll() is None, log_path.read_text()
         queues = {
             "echo-sqs": echo_url,
             "flaky-sqs": flaky_url,
