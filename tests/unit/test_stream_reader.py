@@ -18,7 +18,6 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from poller.config import Location, StreamMapping
 from poller.core.clock import SystemClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
@@ -38,9 +37,9 @@ from poller.sources.streams.api import (
     TrimHorizon,
 )
 from poller.state import SqliteCheckpointStore
+from tests.unit.stream_mappings import ARN
+from tests.unit.stream_mappings import kinesis_mapping as mapping
 from tests.waiting import wait_until
-
-ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
 
 
 def item(sequence: int, arrival: float) -> StreamItem:
@@ -97,31 +96,6 @@ class RecordingTarget:
 
     async def aclose(self) -> None:
         return None
-
-
-def mapping() -> StreamMapping:
-    return StreamMapping(
-        name="m",
-        location=Location(None, None),
-        source_kind="kinesis",
-        event_source_arn=ARN,
-        region="us-east-1",
-        account_id="123456789012",
-        stream_name="s",
-        function_name="python:x.y",
-        function_timeout_seconds=3,
-        enabled=True,
-        batch_size=2,
-        maximum_batching_window_seconds=0,
-        starting_position="TRIM_HORIZON",
-        starting_position_timestamp=None,
-        parallelization_factor=1,
-        bisect_batch_on_function_error=False,
-        maximum_retry_attempts=-1,
-        maximum_record_age_seconds=-1,
-        report_batch_item_failures=False,
-        on_failure_destination=None,
-    )
 
 
 @dataclass

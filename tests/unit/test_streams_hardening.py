@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +22,6 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
-from poller.config import Location, StreamMapping
 from poller.core.clock import ManualClock, SystemClock
 from poller.core.outcome import FunctionFailed, InvokeOutcome, NotInvoked, Succeeded
 from poller.core.shard_lineage import ShardInfo
@@ -38,9 +37,9 @@ from poller.sources.streams.api import AfterSequence, ReadResult, StartAt, Strea
 from poller.sources.streams.shard import ShardWorker
 from poller.state import SqliteCheckpointStore
 from poller.state.base import Checkpoint
+from tests.unit.stream_mappings import ARN
+from tests.unit.stream_mappings import kinesis_mapping as mapping
 from tests.waiting import wait_until
-
-ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
 
 
 def client_error(code: str, message: str, operation: str) -> ClientError:
@@ -296,32 +295,6 @@ class ScriptedLeases:
 
     async def release_all(self) -> None:
         return None
-
-
-def mapping(**overrides: Any) -> StreamMapping:
-    base = StreamMapping(
-        name="m",
-        location=Location(None, None),
-        source_kind="kinesis",
-        event_source_arn=ARN,
-        region="us-east-1",
-        account_id="123456789012",
-        stream_name="s",
-        function_name="python:x.y",
-        function_timeout_seconds=3,
-        enabled=True,
-        batch_size=2,
-        maximum_batching_window_seconds=0,
-        starting_position="TRIM_HORIZON",
-        starting_position_timestamp=None,
-        parallelization_factor=1,
-        bisect_batch_on_function_error=False,
-        maximum_retry_attempts=-1,
-        maximum_record_age_seconds=-1,
-        report_batch_item_failures=False,
-        on_failure_destination=None,
-    )
-    return replace(base, **overrides)
 
 
 @dataclass
