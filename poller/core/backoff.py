@@ -8,6 +8,8 @@ policies below; only the numbers differ. Deterministic: the jitter is drawn by w
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +43,18 @@ class BackoffPolicy:
 
     def decision(self, failures: int, reason: BackoffReason) -> Backoff:
         return Backoff(self.delay(failures), reason, self.jitter)
+
+    def jittered(self, failures: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
+        """The wait after the `failures`-th failure, jitter drawn: for those who sleep themselves."""
+        return self.delay(failures) * uniform(*self.jitter)
+
+    def throttled(self, throttles: int, retry_after: float | None) -> Backoff:
+        """The wait after the `throttles`-th throttle in a row. A Retry-After is waited exactly
+        (spec §4.1: retried when the target said), but never longer than the longest backoff: a
+        huge or bogus one would hold the batch, its shard or its FIFO group that long."""
+        if retry_after is None:
+            return self.decision(throttles, "throttled")
+        return Backoff(min(max(retry_after, 0.0), self.max_seconds), "throttled", (1.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

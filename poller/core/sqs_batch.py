@@ -125,6 +125,4 @@ class SqsBatchProcess:
         return True
 
     def _throttle_wait(self, retry_after: float | None) -> Backoff:
-        if retry_after is not None:  # the function side said how long: wait exactly that
-            return Backoff(retry_after, "throttled", (1.0, 1.0))
-        return THROTTLE_BACKOFF.decision(self._throttles, "throttled")
+        return THROTTLE_BACKOFF.throttled(self._throttles, retry_after)

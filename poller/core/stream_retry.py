@@ -161,11 +161,9 @@ class StreamBatchProcess:
         match result:
             case BatchNotInvoked(outcome=not_invoked):
                 self._throttles += 1
-                backoff, hint = self._policy.backoff, not_invoked.retry_after_seconds
-                # A Retry-After is honoured only up to the longest backoff: a huge or bogus one
-                # would otherwise hold the shard for as long as the target asked.
-                delay = min(hint, backoff.max_seconds) if hint is not None else backoff.delay(self._throttles)
-                self._pending.append(Backoff(max(delay, 0.0), "throttled"))
+                self._pending.append(
+                    self._policy.backoff.throttled(self._throttles, not_invoked.retry_after_seconds)
+                )
             case BatchSucceeded() | BatchPartiallyFailed(failed_ids=()):
                 # An empty failure list is a success (spec §4.2), whoever built the result.
                 self._acknowledged.extend(records)

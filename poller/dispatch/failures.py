@@ -10,7 +10,6 @@ on, loudly.
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -86,7 +85,7 @@ class FailureSender:
             except DeliveryFailed as exc:
                 failures += 1
                 self.metrics.destination_delivery_failures.inc()
-                delay = DELIVERY_BACKOFF.delay(failures) * random.uniform(*DELIVERY_BACKOFF.jitter)
+                delay = DELIVERY_BACKOFF.jittered(failures)
                 log.warning(
                     "destination_delivery_failed",
                     destination=kind,

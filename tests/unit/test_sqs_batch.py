@@ -91,3 +91,12 @@ def test_results_must_follow_an_invoke() -> None:
     p.next_decision(NOW)
     with pytest.raises(RuntimeError):
         p.next_decision(NOW)
+
+
+def test_a_huge_retry_after_is_waited_no_longer_than_the_longest_backoff() -> None:
+    """spec §4.1 with ops anchors' cap: a bogus Retry-After must not hold the batch and its FIFO
+    group for hours; it is waited exactly up to the longest backoff (30 s), like the streams'."""
+    p = process()
+    p.next_decision(NOW)
+    p.record_result(throttle(3600.0), BatchNotInvoked(throttle(3600.0)))
+    assert p.next_decision(NOW) == Backoff(30.0, "throttled", (1.0, 1.0))

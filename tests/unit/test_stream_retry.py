@@ -224,7 +224,7 @@ def test_throttle_backoff_honours_retry_after() -> None:
     """spec §4.1: a throttle that says when to come back (Retry-After) is retried then."""
     fn = scripted(NotInvoked("throttled", "503", retry_after_seconds=7.0), OK)
     trace = run(refs("1"), RetryPolicy(), fn)
-    assert Backoff(7.0, "throttled") in trace
+    assert Backoff(7.0, "throttled", (1.0, 1.0)) in trace  # waited exactly: no jitter
 
 
 def test_endless_throttling_ends_at_the_maximum_record_age_with_invoke_count_one() -> None:

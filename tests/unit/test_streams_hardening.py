@@ -109,10 +109,10 @@ def test_a_huge_retry_after_waits_no_longer_than_the_maximum_backoff() -> None:
     clock = ManualClock(now=0.0, epoch=1.0)
     assert isinstance(process.next_decision(clock.wall()), Invoke)
     process.record_result(NotInvoked("throttled", "503", retry_after_seconds=365 * 86_400.0))
-    assert process.next_decision(clock.wall()) == Backoff(policy.backoff.max_seconds, "throttled")
+    assert process.next_decision(clock.wall()) == Backoff(policy.backoff.max_seconds, "throttled", (1.0, 1.0))
     assert isinstance(process.next_decision(clock.wall()), Invoke)
     process.record_result(NotInvoked("throttled", "503", retry_after_seconds=2.5))
-    assert process.next_decision(clock.wall()) == Backoff(2.5, "throttled")  # a sane one is kept
+    assert process.next_decision(clock.wall()) == Backoff(2.5, "throttled", (1.0, 1.0))  # a sane one is kept
 
 
 # -- ResourceNotFound names what is missing ----------------------------------------------------------

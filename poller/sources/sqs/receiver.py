@@ -8,7 +8,6 @@ what matches no filter, hands the rest to the visibility keeper and puts them in
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -118,7 +117,7 @@ class Receivers:
                 except SourceUnavailable as exc:  # SourceNotFound propagates: the supervisor restarts
                     failures += 1
                     self.metrics.poll_errors.inc()
-                    delay = THROTTLE_BACKOFF.delay(failures) * random.uniform(*THROTTLE_BACKOFF.jitter)
+                    delay = THROTTLE_BACKOFF.jittered(failures)
                     self.log.warning("poll_failed", error=str(exc)[:300], retry_in_s=round(delay, 2))
                     await sleep_unless(self.stopping, delay)
                     continue

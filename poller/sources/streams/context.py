@@ -4,7 +4,6 @@ collaborators, and what the scheduler learns about the stream for the readers.""
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 from collections.abc import Callable
 from typing import Any, Final
@@ -37,7 +36,7 @@ STORE_ERRORS: Final = (ClientError, BotoCoreError, sqlite3.Error)
 def read_backoff_seconds(failures: int) -> float:
     """Wait after the `failures`-th failed read in a row: the engine's one backoff (1 s, doubling,
     capped at 30 s, ±20 %), as for deliveries."""
-    return DELIVERY_BACKOFF.delay(failures) * random.uniform(*DELIVERY_BACKOFF.jitter)
+    return DELIVERY_BACKOFF.jittered(failures)
 
 
 class StreamContext:
