@@ -34,7 +34,7 @@ from poller.functions.pool_state import (
     UseIdle,
     Wait,
 )
-from poller.observability.function_metrics import BoundFunctionMetrics, FunctionMetrics
+from poller.observability.function_metrics import FunctionMetrics
 
 
 class FunctionPool:
@@ -56,7 +56,7 @@ class FunctionPool:
         self._region = region
         self._account_id = account_id
         self._credentials = dict(credentials_env)
-        self._metrics = _BoundMetrics(metrics, definition.name)
+        self._metrics = metrics.for_function(definition.name)
         self._state = PoolState(limit=definition.reserved_concurrency, idle_seconds=idle_seconds)
         self._envs: dict[int, ExecutionEnvironment] = {}
         self._waiters: dict[int, asyncio.Future[Assignment | None]] = {}
@@ -315,27 +315,3 @@ def _closed() -> NotInvoked:
 
 def _throttled() -> NotInvoked:
     return NotInvoked("throttled", "Rate Exceeded. (ReservedConcurrentExecutions is 0)")
-
-
-class _BoundMetrics(BoundFunctionMetrics):
-    """`BoundFunctionMetrics` with the labelled series looked up once, not at every invocation
-    (each `labels()` takes a lock and builds a key; an invocation wrote eight of them)."""
-
-    def __init__(self, metrics: FunctionMetrics, function: str) -> None:
-        super().__init__(metrics, function)
-        self._metrics = metrics
-        self._function = function
-        self._idle = metrics.environments.labels(function, "idle")
-        self._busy = metrics.environments.labels(function, "busy")
-        self._duration = metrics.duration.labels(function)
-        self._max_memory = metrics.max_memory.labels(function)
-
-    def environments(self, *, idle: int, busy: int) -> None:
-        self._idle.set(idle)
-        self._busy.set(busy)
-
-    def invocation_finished(self, *, seconds: float, error_type: str | None, max_memory_bytes: int) -> None:
-        self._duration.observe(seconds)
-        if error_type is not None:
-            self._metrics.count_error(self._function, error_type)
-        self._max_memory.set(max_memory_bytes)

@@ -83,27 +83,36 @@ class FunctionMetrics:
 
 
 class BoundFunctionMetrics:
-    """The families with `function` filled in; the environments and the pool write through this."""
+    """The families with `function` filled in, each series looked up once (a `labels()` call takes
+    a lock and builds a key; an invocation writes several). One per pool: the environments gauge is
+    moved by what this pool's counts changed, so while a hot reload's retiring pool drains beside
+    its replacement the two add up instead of overwriting each other."""
 
     def __init__(self, metrics: FunctionMetrics, function: str) -> None:
         self._m = metrics
         self._f = function
-        for state in ENVIRONMENT_STATES:
-            metrics.environments.labels(function, state).set(0)
-        metrics.cold_starts.labels(function)
+        self._idle = metrics.environments.labels(function, "idle")
+        self._busy = metrics.environments.labels(function, "busy")
+        self._published = (0, 0)
+        self._cold_starts = metrics.cold_starts.labels(function)
+        self._init = metrics.init_duration.labels(function)
+        self._duration = metrics.duration.labels(function)
+        self._max_memory = metrics.max_memory.labels(function)
 
     def environments(self, *, idle: int, busy: int) -> None:
-        self._m.environments.labels(self._f, "idle").set(idle)
-        self._m.environments.labels(self._f, "busy").set(busy)
+        was_idle, was_busy = self._published
+        self._idle.inc(idle - was_idle)
+        self._busy.inc(busy - was_busy)
+        self._published = (idle, busy)
 
     def cold_start(self) -> None:
-        self._m.cold_starts.labels(self._f).inc()
+        self._cold_starts.inc()
 
     def init_finished(self, seconds: float) -> None:
-        self._m.init_duration.labels(self._f).observe(seconds)
+        self._init.observe(seconds)
 
     def invocation_finished(self, *, seconds: float, error_type: str | None, max_memory_bytes: int) -> None:
-        self._m.duration.labels(self._f).observe(seconds)
+        self._duration.observe(seconds)
         if error_type is not None:
             self._m.count_error(self._f, error_type)
-        self._m.max_memory.labels(self._f).set(max_memory_bytes)
+        self._max_memory.set(max_memory_bytes)

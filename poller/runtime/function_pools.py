@@ -77,9 +77,14 @@ class FunctionPools:
     def _retire(self, function: str) -> None:
         _, pool = self._pools.pop(function)
         log.info("function_pool_retired", function=function)
-        task = asyncio.get_running_loop().create_task(pool.aclose(drain_seconds=self._drain_seconds))
+        task = asyncio.get_running_loop().create_task(self._close(function, pool))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+    async def _close(self, function: str, pool: FunctionPool) -> None:
+        await pool.aclose(drain_seconds=self._drain_seconds)
+        if function not in self._declared:  # removed, not replaced: its series would be ghosts
+            self._metrics.forget(function)
 
     async def aclose(self) -> None:
         """Stop every environment: after the mappings drained, so nothing is in flight but what

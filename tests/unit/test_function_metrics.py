@@ -30,3 +30,26 @@ def test_function_metrics_are_labelled_by_function_and_forgotten() -> None:
         is None
     )
     assert value("poller_function_environments", {"function": "orders", "state": "busy"}) is None
+
+
+def test_a_retiring_pool_and_its_replacement_add_up_instead_of_overwriting() -> None:
+    """A hot reload that changes a function drains the old pool beside the new one: the gauge must
+    show both, and the old one's close must not wipe the new one's environments."""
+    registry = CollectorRegistry()
+    metrics = FunctionMetrics(registry)
+    old, new = metrics.for_function("orders"), metrics.for_function("orders")
+    old.environments(idle=0, busy=2)
+    new.environments(idle=1, busy=1)
+
+    def busy() -> float | None:
+        return registry.get_sample_value(
+            "poller_function_environments", {"function": "orders", "state": "busy"}
+        )
+
+    assert busy() == 3
+    old.environments(idle=0, busy=0)  # the old pool closed
+    assert busy() == 1
+    assert (
+        registry.get_sample_value("poller_function_environments", {"function": "orders", "state": "idle"})
+        == 1
+    )
