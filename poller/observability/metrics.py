@@ -88,7 +88,8 @@ class Metrics:
             "lease_renewal_failures_total", "Shard lease renewals that failed or missed their deadline"
         )
         self.handler_threads_leaked = gauge(
-            "handler_threads_leaked", "Sync python: handler threads still running after their timeout"
+            "handler_threads_leaked",
+            "python: handler threads (sync calls, stuck async loops, hung imports) still running past their timeout",
         )
         self.mapping_state = gauge("mapping_state", "1 for the mapping's current State", (*m, "state"))
         # Service-wide, so no `mapping` label (ops anchors §7.4, §8.5: alert on last_reload_success == 0).
