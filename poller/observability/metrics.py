@@ -89,7 +89,7 @@ class Metrics:
         )
         self.handler_threads_leaked = gauge(
             "handler_threads_leaked",
-            "python: handler threads still running past their timeout (sync calls, stuck loops, hung imports)",
+            "python: handler threads still running past their timeout (sync calls, stuck loops, imports)",
         )
         self.mapping_state = gauge("mapping_state", "1 for the mapping's current State", (*m, "state"))
         # Service-wide, so no `mapping` label (ops anchors §7.4, §8.5: alert on last_reload_success == 0).
