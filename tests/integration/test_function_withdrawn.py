@@ -27,12 +27,13 @@ from poller.core.outcome import FunctionFailed, Succeeded
 from poller.functions.definition import FunctionDefinition
 from poller.functions.pool import FunctionPool
 from poller.observability.function_metrics import FunctionMetrics
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-# Answers ONE event, then exits without asking for another. The pause between the answer and the
-# exit is the window the race needs (an invocation arriving finds the process alive, so it is
-# queued for a `/next` that never comes); it makes the case deterministic, it synchronises nothing.
+# Answers ONE event, then exits without asking for another — once the test creates `exit-now` in the
+# code directory (its working directory), so a test can first hand it the invocation that must then
+# be queued for a `/next` that never comes.
 ONE_SHOT_BOOTSTRAP = f"""\
 #!{sys.executable}
 import json, os, time, urllib.request
@@ -43,7 +44,8 @@ with urllib.request.urlopen(api + "next") as reply:
     event = json.loads(reply.read())
 result = json.dumps({{"pid": os.getpid(), "event": event, "requestId": request_id}}).encode()
 urllib.request.urlopen(urllib.request.Request(api + request_id + "/response", data=result)).read()
-time.sleep(0.5)
+while not os.path.exists("exit-now"):
+    time.sleep(0.01)
 os._exit(0)
 """
 
@@ -107,15 +109,19 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 async def test_an_invocation_made_as_the_runtime_exits_runs_on_a_new_process(
-    make_pool: Callable[..., Any], registry: CollectorRegistry
+    make_pool: Callable[..., Any], registry: CollectorRegistry, tmp_path: Path
 ) -> None:
     with capture_logs() as logs:
         async with make_pool(
             {"bootstrap": ONE_SHOT_BOOTSTRAP}, runtime="provided.al2023", handler=""
         ) as pool:
             first = body(await pool.invoke(b'{"n": 1}'))
-            # At once: the first process has answered and is still alive, about to exit.
-            second_outcome = await pool.invoke(b'{"n": 2}')
+            # The first process has answered and is still alive: it is handed the second invocation
+            # (platform.start is logged as the invocation is submitted), and only then exits.
+            second = asyncio.ensure_future(pool.invoke(b'{"n": 2}'))
+            await wait_until(lambda: len(events(logs, "platform.start")) == 2, what="the second submitted")
+            (tmp_path / "code" / "exit-now").touch()
+            second_outcome = await second
     second = body(second_outcome)
     assert first["event"] == {"n": 1}
     assert second["event"] == {"n": 2}
@@ -137,7 +143,10 @@ async def test_a_one_shot_runtime_under_a_cap_of_one_serves_concurrent_invocatio
     """Each process answers one event and dies: every invocation that lands on a dying one is re-run
     in its place, within ReservedConcurrentExecutions 1."""
     async with make_pool(
-        {"bootstrap": ONE_SHOT_BOOTSTRAP}, runtime="provided.al2023", handler="", reserved_concurrency=1
+        {"bootstrap": ONE_SHOT_BOOTSTRAP, "exit-now": ""},  # each exits once it has answered
+        runtime="provided.al2023",
+        handler="",
+        reserved_concurrency=1,
     ) as pool:
         results = await asyncio.gather(*(pool.invoke(orjson.dumps({"n": n})) for n in range(3)))
     assert sorted(body(result)["event"]["n"] for result in results) == [0, 1, 2]

@@ -108,3 +108,15 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
         "def f():\n    import poller.sources.sqs\n"
     )
     assert poller_imports(module) == [(3, "runtime"), (5, "sources")]
+
+
+def test_no_module_imports_relatively() -> None:
+    """The checks above read absolute imports only; a relative one (`from ..runtime import x`)
+    would slip past them, so there are none."""
+    relative = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in modules()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == []
