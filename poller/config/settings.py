@@ -180,6 +180,16 @@ class FunctionSettings(_Section):
     """An execution environment idle this long is retired (a later invocation cold-starts)."""
 
 
+class ApiSettings(_Section):
+    """The Lambda event-source-mapping API on the HTTP listener (DESIGN §1.3, §1.9)."""
+
+    enabled: bool = True
+    access_key_ids: tuple[str, ...] = ()
+    """If set, only requests signed (SigV4) with one of these access key ids are served; the
+    signature itself is not checked, so without this list anyone who reaches the listener can
+    change the mappings."""
+
+
 class Settings(BaseSettings):
     """The parsed settings file with environment overrides applied. Immutable."""
 
@@ -206,6 +216,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     functions: FunctionSettings = FunctionSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def effective_role_arn(self) -> str:

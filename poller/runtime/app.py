@@ -19,19 +19,27 @@ import signal
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from aiobotocore.session import AioSession, get_session
 from prometheus_client import CollectorRegistry
 
-from poller.config import KafkaMapping, LoadedConfig, ResolvedMapping, Settings, StreamMapping
+from poller.api.esm_routes import esm_routes
+from poller.api.esm_service import EsmRuntime, EsmService
+from poller.api.esm_store import ApiMappingStore
+from poller.config import KafkaMapping, LoadedConfig, Problem, ResolvedMapping, Settings, StreamMapping
+from poller.config.documents import entry_from_document
+from poller.config.functions import DeclaredFunctions
 from poller.config.loader import load_mapping_files, load_settings
+from poller.config.resolve import resolve_mapping
 from poller.core.clock import Clock, SystemClock
 from poller.destinations.kafka import KafkaProducers
 from poller.functions.launch import service_credentials
 from poller.observability.function_metrics import FunctionMetrics
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus, ServiceStatus
+from poller.runtime.api_mappings import ApiMappings
 from poller.runtime.assembly import MappingAssembly
 from poller.runtime.clients import AwsClients
 from poller.runtime.function_pools import FunctionPools
@@ -41,6 +49,7 @@ from poller.runtime.reload import Reloader
 from poller.runtime.state_backends import StateBackend
 from poller.runtime.supervisor import MappingSupervisor, SourceFactory, SupervisorPool
 from poller.sources.base import Source
+from poller.targets.factory import reported_function_arn
 from poller.targets.python_handler import leaked_handler_threads
 
 log = structlog.get_logger("poller.app")
@@ -71,6 +80,9 @@ class Service:
         """The mappings in effect by Name (enabled or not): the last good set."""
         self.pool: SupervisorPool | None = None
         self.reloader: Reloader | None = None
+        self.api_mappings: ApiMappings | None = None
+        self.declared = DeclaredFunctions(self.loaded.functions, {})
+        """The functions the files declare now: what an API-made mapping may name."""
         self.functions = FunctionPools(
             clock=self.clock,
             idle_seconds=self.settings.functions.idle_seconds,
@@ -123,8 +135,11 @@ class Service:
     async def run(self, *, install_signal_handlers: bool = True) -> int:
         settings = self.settings
         async with AsyncExitStack() as stack:
+            routes = (
+                esm_routes(self._esm_service(), settings.api.access_key_ids) if settings.api.enabled else []
+            )
             runner = await start_http(
-                build_app(self.status, self.registry), settings.http.host, settings.http.port
+                build_app(self.status, self.registry, routes), settings.http.host, settings.http.port
             )
             stack.push_async_callback(runner.cleanup)
             if install_signal_handlers:
@@ -156,12 +171,26 @@ class Service:
                     clock=self.clock,
                     stopping=self.stop_requested,
                     interval_seconds=self.watch_interval_seconds,
-                    on_loaded=lambda loaded: self.functions.define(loaded.functions),
+                    on_loaded=self._on_loaded,
+                    kept=self._api_mappings_running,
                 )
                 self.reloader.record_startup(self.loaded.problems)
                 await self.reloader.prime()
                 for mapping in self.loaded.mappings:
                     self._start_mapping(mapping)
+                if settings.api.enabled:
+                    self.api_mappings = ApiMappings(
+                        reloader=self.reloader,
+                        running=self.running,
+                        open_store=self._api_store,
+                        resolve=self._resolve_document,
+                        stopping=self.stop_requested,
+                    )
+                    try:
+                        await self.api_mappings.sync()
+                    except Exception as exc:  # retried by its watch; the file mappings run meanwhile
+                        log.error("api_mappings_sync_failed", error=str(exc)[:300])
+                    group.create_task(self.api_mappings.watch(), name="api-mappings-watch")
                 self.status.started = True
                 log.info(
                     "service_started",
@@ -175,12 +204,68 @@ class Service:
             log.info("service_stopped")
         return 0
 
+    def _on_loaded(self, loaded: LoadedConfig) -> None:
+        self.functions.define(loaded.functions)
+        self.declared = DeclaredFunctions(loaded.functions, {})
+
+    def _api_mappings_running(self) -> list[ResolvedMapping]:
+        return self.api_mappings.current() if self.api_mappings is not None else []
+
+    def _api_names(self) -> set[str]:
+        return set(self.api_mappings.names) if self.api_mappings is not None else set()
+
+    def _api_changed(self) -> None:
+        if self.api_mappings is not None:
+            self.api_mappings.changed()
+
+    async def _api_store(self) -> ApiMappingStore:
+        backend = await self._state_backend()
+        store: ApiMappingStore | None = backend.sqlite or backend.leases
+        assert store is not None, "a state backend holds either"
+        return store
+
+    def _resolve_document(
+        self, document: Mapping[str, object], origin: str
+    ) -> tuple[ResolvedMapping | None, list[Problem]]:
+        """An API request's mapping document through the one resolver, as the files' loader calls it."""
+        entry, problems = entry_from_document(document, origin)
+        if entry is None:
+            return None, problems
+        file_root = self.settings.destinations.file_root
+        return resolve_mapping(
+            entry,
+            kafka_bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            file_root=Path(os.path.normpath(self.loaded.base_dir / file_root)),
+            functions=self.declared,
+        )
+
+    def _esm_service(self) -> EsmService:
+        return EsmService(
+            EsmRuntime(
+                settings=self.settings,
+                status=self.status,
+                running=self.running,
+                api_names=self._api_names,
+                open_store=self._api_store,
+                resolve=self._resolve_document,
+                function_arn=lambda mapping: reported_function_arn(self.assembly.target_spec(mapping)),
+                changed=self._api_changed,
+                wall=self.clock.wall,
+            )
+        )
+
     def _start_mapping(self, mapping: ResolvedMapping) -> None:
         """Register a mapping's status and, if it is enabled, start its supervisor."""
         assert self.pool is not None, "the service is not running"
         streams = isinstance(mapping, StreamMapping | KafkaMapping)
+        previous = self.status.mappings.get(mapping.name)
+        # A restart after a change keeps saying Updating / Enabling until it polls (spec §1.5).
+        carried = (
+            previous.state if previous is not None and previous.state in ("Updating", "Enabling") else None
+        )
         status = MappingStatus(
             name=mapping.name,
+            state=carried or "Creating",
             source_kind=mapping.source_kind,
             event_source=mapping.event_source_arn,
             function_name=mapping.function_name,

@@ -1,6 +1,8 @@
-"""The one HTTP listener: /metrics, /healthz, /readyz, /status (DESIGN §1.6)."""
+"""The one HTTP listener: /metrics, /healthz, /readyz, /status and the Lambda API (DESIGN §1.6, §1.9)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import orjson
 from aiohttp import web
@@ -9,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from poller.observability.status import ServiceStatus
 
 
-def build_app(status: ServiceStatus, registry: CollectorRegistry) -> web.Application:
+def build_app(
+    status: ServiceStatus, registry: CollectorRegistry, extra_routes: Sequence[web.RouteDef] = ()
+) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -31,6 +35,7 @@ def build_app(status: ServiceStatus, registry: CollectorRegistry) -> web.Applica
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status_json)
+    app.add_routes(extra_routes)
     return app
 
 

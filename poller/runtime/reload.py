@@ -154,6 +154,11 @@ class Reloader:
     """How the watched paths are fingerprinted (runs in a thread)."""
     on_loaded: Callable[[LoadedConfig], None] = lambda loaded: None
     """Told of every load that is applied (the declared functions follow the files)."""
+    kept: Callable[[], Sequence[ResolvedMapping]] = lambda: ()
+    """Mappings that do not come from the files (made through the Lambda API, DESIGN §1.9): a
+    reload of the files leaves them running."""
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    """Held while a change is planned and applied, so file reloads and API changes take turns."""
 
     def __post_init__(self) -> None:
         self.mapping_paths = self.mapping_paths or self.settings.mappings
@@ -258,7 +263,17 @@ class Reloader:
         loaded = await asyncio.to_thread(self.load)
         if self.stopping.is_set():
             return  # the shutdown began while the files were read
-        plan = plan_reload(self.running.values(), loaded.mappings, loaded.problems)
+        async with self.lock:
+            await self._reload_locked(trigger, loaded)
+
+    async def _reload_locked(self, trigger: Trigger, loaded: LoadedConfig) -> None:
+        kept = list(self.kept())
+        kept_names = {mapping.name for mapping in kept}
+        for mapping in loaded.mappings:
+            if mapping.name in kept_names:
+                log.error("config_name_taken", mapping=mapping.name, reason="made through the Lambda API")
+        wanted = [m for m in loaded.mappings if m.name not in kept_names] + kept
+        plan = plan_reload(self.running.values(), wanted, loaded.problems)
         if isinstance(plan, Rejected):
             for problem in loaded.problems:
                 (log.error if problem.severity == "error" else log.warning)(
@@ -292,6 +307,10 @@ class Reloader:
             restart_required=sections,
         )
 
+    async def apply_locked(self, diff: MappingDiff) -> None:
+        """Apply a change decided elsewhere (the Lambda API); the caller holds `lock`."""
+        await self._apply(diff)
+
     async def _apply(self, diff: MappingDiff) -> None:
         # Checked with no await before the starts below: once the shutdown has begun draining,
         # nothing new may start (the task group would wait for it forever).
@@ -301,7 +320,7 @@ class Reloader:
         for name in diff.removed:
             self._transition(name, "Deleting")
         for mapping in diff.changed:
-            self._transition(mapping.name, "Updating")
+            self._transition(mapping.name, _change_state(self.running.get(mapping.name), mapping))
         for mapping in diff.unchanged:
             self.running[mapping.name] = mapping  # a new location at most; its supervisor stays
         for mapping in diff.added:
@@ -325,7 +344,7 @@ class Reloader:
 
     def _transition(self, name: str, state: str) -> None:
         status = self.status.mappings.get(name)
-        if status is not None and status.state != "Disabled":
+        if status is not None and (status.state != "Disabled" or state == "Enabling"):
             status.transition(state)
 
     def _record(
@@ -357,6 +376,13 @@ class Reloader:
         if previous is None:
             return None
         return previous.at if previous.ok else previous.last_success_at
+
+
+def _change_state(old: ResolvedMapping | None, new: ResolvedMapping) -> str:
+    """spec §1.5: a change that turns a mapping on or off is Enabling / Disabling, others Updating."""
+    if old is not None and old.enabled != new.enabled:
+        return "Enabling" if new.enabled else "Disabling"
+    return "Updating"
 
 
 def _iso(seconds: float) -> str:

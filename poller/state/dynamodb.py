@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 SHARD_END = "SHARD_END"
 
+API_MAPPINGS_KEY = "#api-mappings"
+"""The partition that holds the mappings made through the Lambda API (DESIGN §1.9), one row per
+UUID with its JSON `body`. No mapping Name starts with `#`, so it never meets a lease."""
+
 
 class LeaseLost(Exception):
     """A conditional write found the lease changed: another replica holds it now. Stop the shard
@@ -301,6 +305,34 @@ class LeaseTable:
         for item in items:
             await self.client.delete_item(TableName=self.table, Key=_key(mapping, item.shard_id))
         return len(items)
+
+    async def api_mappings(self) -> dict[str, str]:
+        """Every API-made mapping: UUID → its JSON body (read consistently: replicas poll this)."""
+        rows: dict[str, str] = {}
+        start: dict[str, Any] | None = None
+        while True:
+            args: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#m = :m",
+                "ExpressionAttributeNames": {"#m": "mapping"},
+                "ExpressionAttributeValues": {":m": {"S": API_MAPPINGS_KEY}},
+                "ConsistentRead": True,
+            }
+            if start:
+                args["ExclusiveStartKey"] = start
+            page = await self.client.query(**args)
+            for raw in page.get("Items", []):
+                rows[str(raw["leaseKey"]["S"])] = str(raw["body"]["S"])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return rows
+
+    async def put_api_mapping(self, uuid: str, body: str) -> None:
+        item = {**_key(API_MAPPINGS_KEY, uuid), "body": {"S": body}, "updatedAt": {"N": repr(time.time())}}
+        await self.client.put_item(TableName=self.table, Item=item)
+
+    async def delete_api_mapping(self, uuid: str) -> None:
+        await self.client.delete_item(TableName=self.table, Key=_key(API_MAPPINGS_KEY, uuid))
 
 
 def newer(candidate: str | None, current: str | None) -> bool:

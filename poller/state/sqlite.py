@@ -1,4 +1,8 @@
-"""SQLite checkpoint store: the embedded default of `state.backend` (DESIGN §1.3, §2, §3)."""
+"""SQLite checkpoint store: the embedded default of `state.backend` (DESIGN §1.3, §2, §3).
+
+It also keeps the mappings made through the Lambda API (DESIGN §1.9), as JSON text the API layer
+writes and reads: the store knows nothing of their shape.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,15 @@ CREATE TABLE checkpoints (
     shard_end INTEGER NOT NULL DEFAULT 0,
     updated_at_epoch REAL NOT NULL,
     PRIMARY KEY (mapping, shard_id)
+) WITHOUT ROWID;
+"""
+
+# Mappings made through the Lambda API, by UUID. A table of its own that older code never reads, so
+# it is added to a file of any version without bumping it (a downgrade still opens the file).
+_API_MAPPINGS = """
+CREATE TABLE IF NOT EXISTS api_mappings (
+    uuid TEXT NOT NULL PRIMARY KEY,
+    body TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -122,6 +135,24 @@ class SqliteCheckpointStore:
             cur = await self._db.execute("DELETE FROM checkpoints WHERE mapping = ?", (mapping,))
             return cur.rowcount
 
+    async def api_mappings(self) -> dict[str, str]:
+        """Every API-made mapping: UUID → its JSON body."""
+        async with self._lock:
+            rows = await self._db.execute_fetchall("SELECT uuid, body FROM api_mappings ORDER BY uuid")
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    async def put_api_mapping(self, uuid: str, body: str) -> None:
+        async with self._lock, _transaction(self._db):
+            await self._db.execute(
+                "INSERT INTO api_mappings (uuid, body) VALUES (?, ?) "
+                "ON CONFLICT (uuid) DO UPDATE SET body = excluded.body",
+                (uuid, body),
+            )
+
+    async def delete_api_mapping(self, uuid: str) -> None:
+        async with self._lock, _transaction(self._db):
+            await self._db.execute("DELETE FROM api_mappings WHERE uuid = ?", (uuid,))
+
     async def aclose(self) -> None:
         async with self._lock:
             if not self._closed:
@@ -160,6 +191,7 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         if not exists:
             await db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             await db.execute(_SCHEMA)
+            await db.execute(_API_MAPPINGS)
             await db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             return
         version = await _scalar(db, "SELECT max(version) FROM schema_version")
@@ -168,3 +200,4 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
             raise RuntimeError(
                 f"{path}: checkpoint schema version {version}; this poller knows {SCHEMA_VERSION}"
             )
+        await db.execute(_API_MAPPINGS)

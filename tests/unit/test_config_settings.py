@@ -57,6 +57,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "log": {"format": "json", "level": "info"},
         "shutdown": {"drain_seconds": 25.0},
         "functions": {"idle_seconds": 600.0},
+        "api": {"enabled": True, "access_key_ids": ()},
     }
 
 
