@@ -25,8 +25,9 @@ class ApiError(Exception):
 
 
 def invalid(message: str) -> ApiError:
-    if message.startswith("1 validation error detected"):
-        # spec §1.6: the model's own constraints come back as ValidationException, without `Type`.
+    if message.startswith("1 validation error detected") and "Member must not be null" not in message:
+        # spec §1.6: the model's own constraints (an enum, a range) come back as ValidationException,
+        # without `Type`; a missing StartingPosition is Lambda's own InvalidParameterValueException.
         return ApiError("ValidationException", 400, message, user=False)
     return ApiError("InvalidParameterValueException", 400, message)
 
