@@ -2,8 +2,10 @@
 
 A Kafka mapping names its cluster by bootstrap servers (`SelfManagedEventSource`), or takes the
 settings' `kafka.bootstrap_servers`, and reads exactly one topic in one consumer group (spec §1.3,
-§1.4). Amazon MSK (`EventSourceArn: arn:aws:kafka:…`) is refused: poller has no MSK API to turn a
-cluster ARN into brokers and IAM auth. Messages are AWS's own where AWS has one (spec §1.6), and
+§1.4). Amazon MSK named by its cluster ARN alone is accepted and not started
+(`poller.config.unstartable`): poller has no MSK API to turn a cluster ARN into brokers and IAM
+auth; beside `SelfManagedEventSource` the ARN is refused. So is a mapping with a schema registry,
+which poller does not decode through. Messages are AWS's own where AWS has one (spec §1.6), and
 follow AWS's validation-message format for the API constraints it does not record.
 """
 
@@ -17,9 +19,10 @@ from poller.config.destinations import KafkaDestinationSpec, parse_destination
 from poller.config.filters import filter_problems
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
-from poller.config.resolved import KafkaMapping, Location, StartingPosition
+from poller.config.resolved import KafkaMapping, Location, StartingPosition, UnstartableMapping
 from poller.config.sources import Arn
 from poller.config.sqs import batch_size_range_message
+from poller.config.unstartable import unstartable
 
 DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 10_000
@@ -35,8 +38,9 @@ NO_MAXIMUM_AGE = -1
 TOPIC_PATTERN = r"[^.]([a-zA-Z0-9\-_.]+)"
 """spec §1.4: the Lambda API's pattern for a topic name (so at least 2 characters)."""
 TOPIC_MAX_LENGTH = 249
-CONSUMER_GROUP_ID_PATTERN = r"[a-zA-Z0-9-\/*:_+=.@-]*"
-"""spec §1.4: the Lambda API's pattern for `ConsumerGroupId` (its length, 1-200, is checked on load)."""
+CONSUMER_GROUP_ID_PATTERN = r"[ a-zA-Z0-9-\/*:_+=.@-]*"
+"""botocore's model's pattern for `ConsumerGroupId` (spec §1.4 predates its space); given ids are
+checked against the model (`aws_model`), this checks the default, the mapping's Name."""
 _TOPIC = re.compile(TOPIC_PATTERN)
 _KAFKA_TOPIC_CHARACTERS = re.compile(r"[a-zA-Z0-9._-]+")
 _CONSUMER_GROUP_ID = re.compile(CONSUMER_GROUP_ID_PATTERN)
@@ -48,10 +52,9 @@ MISSING_BOOTSTRAP_SERVERS = (
     "in the settings."
 )
 MISSING_TOPICS = "Required 'Topics' parameter is missing."
-MSK_NOT_SUPPORTED = (
-    "Amazon MSK event sources are not supported; poller reads self-managed Kafka only. Remove "
-    "EventSourceArn and name the cluster's bootstrap brokers in "
-    "SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS."
+MSK_WITH_SERVERS = (
+    "EventSourceArn (an Amazon MSK cluster) and SelfManagedEventSource name the cluster twice; "
+    "keep SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS and remove EventSourceArn."
 )
 
 _SERVERS_PATH = ("SelfManagedEventSource", "Endpoints", "KAFKA_BOOTSTRAP_SERVERS")
@@ -61,11 +64,12 @@ _DESTINATION_PATH = ("DestinationConfig", "OnFailure", "Destination")
 
 def resolve_kafka(
     raw: RawMapping, ctx: MappingContext, *, default_bootstrap_servers: tuple[str, ...] = ()
-) -> tuple[KafkaMapping | None, list[Problem]]:
+) -> tuple[KafkaMapping | UnstartableMapping | None, list[Problem]]:
     """The resolved mapping (None if any error) and every problem found, warnings included.
 
     `default_bootstrap_servers` is the settings' `kafka.bootstrap_servers`, used when the mapping
-    names no servers of its own (DESIGN §1.3).
+    names no servers of its own (DESIGN §1.3). A valid mapping with a `SchemaRegistryConfig` is
+    accepted as AWS accepts it and resolves to a mapping that does not start.
     """
     problems = _refused_keys(raw, ctx)
 
@@ -114,6 +118,11 @@ def resolve_kafka(
 
     if problems or topic is None:
         return None, problems
+    config = raw.self_managed_kafka_event_source_config
+    if config is not None and config.schema_registry_config is not None:
+        return unstartable(
+            raw, ctx, "kafka", f"kafka://{servers[0]}/{topic}", on_failure_destination=destination
+        )
     window = raw.maximum_batching_window_in_seconds
     mapping = KafkaMapping(
         name=raw.name,
@@ -179,11 +188,11 @@ def _refused_keys(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
     problems: list[Problem] = []
     if raw.event_source_arn is not None:
         msk = _is_msk(raw.event_source_arn)
-        message = MSK_NOT_SUPPORTED if msk else "EventSourceArn is not valid for Kafka event sources."
+        message = MSK_WITH_SERVERS if msk else "EventSourceArn is not valid for Kafka event sources."
         problems.append(ctx.problem(("EventSourceArn",), message))
     if raw.amazon_managed_kafka_event_source_config is not None:
         message = (
-            "AmazonManagedKafkaEventSourceConfig is for Amazon MSK, which poller does not support; "
+            "AmazonManagedKafkaEventSourceConfig is for Amazon MSK event sources; "
             "use SelfManagedKafkaEventSourceConfig."
         )
         problems.append(ctx.problem(("AmazonManagedKafkaEventSourceConfig",), message))
@@ -196,10 +205,6 @@ def _refused_keys(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
     if raw.scaling_config is not None:
         message = "ScalingConfig is not valid for Kafka event sources."
         problems.append(ctx.problem(("ScalingConfig",), message))
-    config = raw.self_managed_kafka_event_source_config
-    if config is not None and config.schema_registry_config is not None:
-        message = "SchemaRegistryConfig is not supported by poller; records are delivered as stored."
-        problems.append(ctx.problem(("SelfManagedKafkaEventSourceConfig", "SchemaRegistryConfig"), message))
     return problems
 
 

@@ -1,15 +1,18 @@
 """A mapping definition exactly as written: the Lambda CreateEventSourceMapping shape (DESIGN §1.4).
 
 Keys keep their AWS (PascalCase) names so SAM/CloudFormation settings copy over unchanged; Python
-attributes are snake_case. This layer only checks what holds for every source (types, API ranges,
-enums); which keys a source accepts, its defaults and its cross-field rules live in the per-source
-resolvers (`poller.config.sqs`, …), because those differ by source (spec §1.3).
+attributes are snake_case. Every member of botocore's `CreateEventSourceMappingRequest` is here,
+nested ones included. This layer checks types and refuses unknown keys, as botocore does on the
+client; the model's lengths, ranges, enums and patterns are checked by `poller.config.aws_model`
+with Lambda's own messages, and which keys a source accepts, its defaults and its cross-field
+rules live in the per-source resolvers (`poller.config.sqs`, …), because those differ by source
+(spec §1.3).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
@@ -62,6 +65,7 @@ class Filter(_AwsShape):
 
 class FilterCriteria(_AwsShape):
     filters: tuple[Filter, ...] = ()
+    """At most 5 (spec §7.1); the count is checked with the patterns (`poller.config.filters`)."""
 
 
 class DestinationTarget(_AwsShape):
@@ -84,51 +88,67 @@ class DestinationConfig(_AwsShape):
 
 
 class ScalingConfig(_AwsShape):
-    maximum_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+    maximum_concurrency: int | None = None
 
 
 class ProvisionedPollerConfig(_AwsShape):
-    # The widest API ranges, Kafka's (spec §1.3: Min 1-200, Max 1-2000); SQS's floor of 2 is
-    # checked by the resolver (`poller.config.resolve`), which knows the source.
-    minimum_pollers: Annotated[int, Field(ge=1, le=200)] = 2
-    """2 is SQS's default; a Kafka mapping ignores provisioned mode (see `poller.config.kafka`)."""
-    maximum_pollers: Annotated[int, Field(ge=1, le=2000)] = 200
+    # The model's ranges are checked by `aws_model`; SQS's floor of 2 by the resolver
+    # (`poller.config.resolve`), which knows the source, as it knows the default (spec §1.3).
+    minimum_pollers: int | None = None
+    """None: the source's default, 2 for SQS, 1 for Kafka."""
+    maximum_pollers: int | None = None
+    """None: 200."""
     poller_group_name: str | None = None
 
 
 class KafkaEndpoints(_AwsShape):
-    kafka_bootstrap_servers: tuple[str, ...] = Field(alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    kafka_bootstrap_servers: tuple[str, ...] = Field(alias="KAFKA_BOOTSTRAP_SERVERS")
 
 
 class SelfManagedEventSource(_AwsShape):
     endpoints: KafkaEndpoints
 
 
+class SchemaRegistryAccessConfig(_AwsShape):
+    type: str
+    uri: str = Field(alias="URI")
+
+
+class SchemaValidationConfig(_AwsShape):
+    attribute: str
+
+
+class SchemaRegistryConfig(_AwsShape):
+    schema_registry_uri: str | None = Field(default=None, alias="SchemaRegistryURI")
+    event_record_format: str | None = None
+    access_configs: tuple[SchemaRegistryAccessConfig, ...] | None = None
+    schema_validation_configs: tuple[SchemaValidationConfig, ...] | None = None
+
+
 class KafkaConsumerConfig(_AwsShape):
-    consumer_group_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    schema_registry_config: dict[str, object] | None = None
-    """Accepted in its AWS shape only so the Kafka resolver can refuse it by name (not supported)."""
-
-
-SourceAccessType = Literal[
-    "BASIC_AUTH",
-    "VPC_SUBNET",
-    "VPC_SECURITY_GROUP",
-    "SASL_SCRAM_512_AUTH",
-    "SASL_SCRAM_256_AUTH",
-    "VIRTUAL_HOST",
-    "CLIENT_CERTIFICATE_TLS_AUTH",
-    "SERVER_ROOT_CA_CERTIFICATE",
-]
+    consumer_group_id: str | None = None
+    schema_registry_config: SchemaRegistryConfig | None = None
+    """Accepted in its AWS shape; a mapping that uses it is not startable (poller delivers records as
+    stored, it does not decode them through a registry)."""
 
 
 class SourceAccessConfiguration(_AwsShape):
-    type: SourceAccessType
+    type: str
     uri: str = Field(alias="URI")
 
 
 class MetricsConfig(_AwsShape):
-    metrics: tuple[Literal["EventCount", "ErrorCount", "KafkaMetrics"], ...] = ()
+    metrics: tuple[str, ...] = ()
+
+
+class LoggingConfig(_AwsShape):
+    system_log_level: str | None = None
+
+
+class DocumentDbEventSourceConfig(_AwsShape):
+    database_name: str | None = None
+    collection_name: str | None = None
+    full_document: str | None = None
 
 
 class RawMapping(_AwsShape):
@@ -142,34 +162,37 @@ class RawMapping(_AwsShape):
 
     # CreateEventSourceMapping parameters.
     event_source_arn: str | None = None
-    function_name: Annotated[str, Field(min_length=1)]
+    function_name: str
     enabled: bool = True
     batch_size: int | None = None
     """Range depends on the source (spec §1.3), so it is checked there, with AWS's message."""
-    maximum_batching_window_in_seconds: Annotated[int, Field(ge=0, le=300)] | None = None
+    maximum_batching_window_in_seconds: int | None = None
     starting_position: Annotated[str | None, AfterValidator(_aws_enum_check)] = None
     starting_position_timestamp: Annotated[datetime | None, BeforeValidator(_unix_seconds)] = None
     """An ISO 8601 date-time (no zone = UTC) or Unix seconds."""
-    parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
+    parallelization_factor: int | None = None
     bisect_batch_on_function_error: bool | None = None
-    maximum_retry_attempts: Annotated[int, Field(ge=-1, le=10000)] | None = None
-    maximum_record_age_in_seconds: Annotated[
-        int | None, Field(ge=-1, le=604800), AfterValidator(_record_age_check)
-    ] = None
-    function_response_types: tuple[Literal["ReportBatchItemFailures"], ...] = Field(default=(), max_length=1)
+    maximum_retry_attempts: int | None = None
+    maximum_record_age_in_seconds: Annotated[int | None, AfterValidator(_record_age_check)] = None
+    function_response_types: tuple[str, ...] = ()
     filter_criteria: FilterCriteria | None = None
     destination_config: DestinationConfig | None = None
     tumbling_window_in_seconds: Annotated[int, Field(ge=0, le=900)] | None = None
     scaling_config: ScalingConfig | None = None
     provisioned_poller_config: ProvisionedPollerConfig | None = None
     topics: tuple[str, ...] | None = None
-    """Kafka: exactly one topic; the count and the name pattern are checked by the Kafka resolver."""
+    """Kafka: exactly one topic (the model's count and pattern, `aws_model`)."""
+    queues: tuple[str, ...] | None = None
+    """Amazon MQ: exactly one queue; accepted, not startable (`poller.config.unstartable`)."""
     self_managed_event_source: SelfManagedEventSource | None = None
     self_managed_kafka_event_source_config: KafkaConsumerConfig | None = None
     amazon_managed_kafka_event_source_config: KafkaConsumerConfig | None = None
-    source_access_configurations: tuple[SourceAccessConfiguration, ...] | None = Field(
-        default=None, max_length=22
+    source_access_configurations: tuple[SourceAccessConfiguration, ...] | None = None
+    document_db_event_source_config: DocumentDbEventSourceConfig | None = Field(
+        default=None, alias="DocumentDBEventSourceConfig"
     )
     kms_key_arn: str | None = Field(default=None, alias="KMSKeyArn")
+    """Accepted and not used: poller keeps filter criteria in memory, not encrypted at rest."""
     metrics_config: MetricsConfig | None = None
+    logging_config: LoggingConfig | None = None
     tags: dict[str, str] | None = None

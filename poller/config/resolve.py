@@ -17,19 +17,25 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from poller.config.aws_model import check_document, validation_message
 from poller.config.destinations import FileDestinationSpec, confine_file, parse_destination
 from poller.config.functions import FUNCTIONS_KEY, NO_FUNCTIONS, DeclaredFunctions
 from poller.config.kafka import MAX_FUNCTION_TIMEOUT, resolve_kafka, servers_overlap
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
 from poller.config.resolved import KafkaMapping, Location, ResolvedMapping, SqsMapping
-from poller.config.sources import Detected, SourceKind, detect_kind
-from poller.config.sqs import UNSUPPORTED_DESTINATION, resolve_sqs
+from poller.config.sources import Detected, OtherKind, SourceKind, detect_kind
+from poller.config.sqs import DEFAULT_MAX_POLLERS, UNSUPPORTED_DESTINATION, resolve_sqs
 from poller.config.streams import resolve_stream
+from poller.config.unstartable import resolve_unstartable
 from poller.config.yaml_lines import LineMap, YamlDocument
 
 LIST_KEY = "EventSourceMappings"
 SQS_MIN_POLLERS = 2
+DEFAULT_MIN_POLLERS = {"sqs": SQS_MIN_POLLERS, "kafka": 1, "msk": 1}
+"""spec §1.3: ProvisionedPollerConfig.MinimumPollers when not given."""
+_EXTENSION_TARGETS = ("python:", "http://", "https://")
+"""FunctionName forms that are poller's own (DESIGN §1.5), not Lambda function names."""
 _DESTINATION_PATH = ("DestinationConfig", "OnFailure", "Destination")
 _DEFAULT_FUNCTION_TIMEOUT: int = RawMapping.model_fields["function_timeout"].default
 
@@ -126,6 +132,10 @@ def resolve_mapping(
     under `Functions:`; a mapping whose FunctionName names one targets it (DESIGN §1.5.1).
     """
     raw, ctx = entry.raw, entry.ctx
+    model_problems = aws_model_problems(raw, ctx)
+    if model_problems:
+        # As Lambda: a request that breaks the API model is refused before any rule of the source.
+        return None, model_problems
     declared = functions.valid.get(raw.function_name)
     problems = _target_problems(raw, ctx, functions)
     if declared is not None:
@@ -134,21 +144,8 @@ def resolve_mapping(
         raw = raw.model_copy(update={"function_timeout": _DEFAULT_FUNCTION_TIMEOUT})
     detected = _detect(raw)
     problems += _common_problems(raw, ctx, detected.kind)
-    resolved: ResolvedMapping | None = None
-    if detected.kind is None:
-        problems.append(ctx.problem((detected.field,), detected.message))
-    elif detected.kind == "sqs":
-        sqs = resolve_sqs(raw, ctx)
-        if isinstance(sqs, list):
-            problems += sqs
-        else:
-            resolved = sqs
-    elif detected.kind == "kafka":
-        resolved, found = resolve_kafka(raw, ctx, default_bootstrap_servers=kafka_bootstrap_servers)
-        problems += found
-    else:
-        resolved, found = resolve_stream(raw, ctx, detected.kind)
-        problems += found
+    resolved, found = _resolve_source(raw, ctx, detected, kafka_bootstrap_servers)
+    problems += found
     if resolved is not None and file_root is not None:
         problems += _file_root_problems(resolved, ctx, file_root)
     if resolved is not None and declared is not None:
@@ -167,6 +164,42 @@ def resolve_mapping(
         # Warnings are advice about how a valid mapping will behave; an invalid one gets its errors.
         return None, errors
     return resolved, problems
+
+
+def _resolve_source(
+    raw: RawMapping, ctx: MappingContext, detected: Detected, kafka_bootstrap_servers: tuple[str, ...]
+) -> tuple[ResolvedMapping | None, list[Problem]]:
+    """The resolver of the source kind Lambda would see (spec §1.4)."""
+    match detected.kind:
+        case None:
+            return None, [ctx.problem((detected.field,), detected.message)]
+        case "sqs":
+            sqs = resolve_sqs(raw, ctx)
+            return (None, sqs) if isinstance(sqs, list) else (sqs, [])
+        case "kafka":
+            return resolve_kafka(raw, ctx, default_bootstrap_servers=kafka_bootstrap_servers)
+        case "kinesis" | "dynamodb" as stream:
+            return resolve_stream(raw, ctx, stream)
+        case other:
+            return resolve_unstartable(raw, ctx, other)
+
+
+def aws_model_problems(raw: RawMapping, ctx: MappingContext) -> list[Problem]:
+    """botocore's model's lengths, ranges, enums and patterns, one problem per field, in Lambda's words.
+
+    poller's own FunctionName forms (`python:`, URLs) and `file://` destinations are extensions
+    the model does not know, so they are left to their own checks.
+    """
+    document = raw.model_dump(by_alias=True, exclude_unset=True)
+    if raw.function_name.startswith(_EXTENSION_TARGETS):
+        document.pop("FunctionName")
+    for target in (document.get("DestinationConfig") or {}).values():
+        if isinstance(target, dict) and str(target.get("Destination", "")).startswith("file://"):
+            target.pop("Destination")
+    by_path: dict[tuple[str | int, ...], list[str]] = {}
+    for violation in check_document(document):
+        by_path.setdefault(violation.path, []).append(violation.text)
+    return [ctx.problem(path, validation_message(texts)) for path, texts in by_path.items()]
 
 
 def _target_problems(raw: RawMapping, ctx: MappingContext, functions: DeclaredFunctions) -> list[Problem]:
@@ -228,7 +261,9 @@ def resolve_entry(entry: RawEntry) -> ResolvedMapping | list[Problem]:
     return problems if resolved is None else resolved
 
 
-def _common_problems(raw: RawMapping, ctx: MappingContext, kind: SourceKind | None) -> list[Problem]:
+def _common_problems(
+    raw: RawMapping, ctx: MappingContext, kind: SourceKind | OtherKind | None
+) -> list[Problem]:
     """Rules that hold whatever the source (spec §1.4, §1.6), and API ranges that depend on it."""
     problems: list[Problem] = []
     if raw.destination_config is not None and raw.destination_config.success_destination:
@@ -239,21 +274,28 @@ def _common_problems(raw: RawMapping, ctx: MappingContext, kind: SourceKind | No
         # `ScalingConfig: {}` is AWS's way to remove the setting, so it does not conflict.
         message = "ScalingConfig and ProvisionedPollerConfig cannot be specified together."
         problems.append(ctx.problem(("ScalingConfig",), message))
-    if pollers is not None and pollers.minimum_pollers > pollers.maximum_pollers:
-        message = (
-            f"MinimumPollers ({pollers.minimum_pollers}) must not be greater than "
-            f"MaximumPollers ({pollers.maximum_pollers})."
-        )
+    minimum, maximum = provisioned_pollers(raw, kind)
+    if pollers is not None and minimum > maximum:
+        message = f"MinimumPollers ({minimum}) must not be greater than MaximumPollers ({maximum})."
         problems.append(ctx.problem(("ProvisionedPollerConfig", "MinimumPollers"), message))
     if pollers is not None and kind == "sqs":
-        # spec §1.3: RawMapping takes Kafka's range (from 1); SQS starts at 2. (Streams refuse the
+        # spec §1.3: the model's range starts at 1 (Kafka's); SQS starts at 2. (Streams refuse the
         # key altogether.)
         counts = (("MinimumPollers", pollers.minimum_pollers), ("MaximumPollers", pollers.maximum_pollers))
         for key, value in counts:
-            if value < SQS_MIN_POLLERS:
+            if value is not None and value < SQS_MIN_POLLERS:
                 message = f"Input should be greater than or equal to {SQS_MIN_POLLERS}"
                 problems.append(ctx.problem(("ProvisionedPollerConfig", key), message))
     return problems
+
+
+def provisioned_pollers(raw: RawMapping, kind: SourceKind | OtherKind | None) -> tuple[int, int]:
+    """(MinimumPollers, MaximumPollers) with the source's defaults (spec §1.3: SQS 2, Kafka 1; 200)."""
+    pollers = raw.provisioned_poller_config
+    given_min = pollers.minimum_pollers if pollers is not None else None
+    given_max = pollers.maximum_pollers if pollers is not None else None
+    minimum = given_min if given_min is not None else DEFAULT_MIN_POLLERS.get(kind or "", SQS_MIN_POLLERS)
+    return minimum, DEFAULT_MAX_POLLERS if given_max is None else given_max
 
 
 def resolve_all(

@@ -156,5 +156,34 @@ class KafkaMapping:
     source_kind: ClassVar[str] = "kafka"
 
 
-ResolvedMapping = SqsMapping | StreamMapping | KafkaMapping
+UnstartableKind = Literal["mq", "documentdb", "msk", "kafka"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnstartableMapping:
+    """A mapping Lambda accepts and poller cannot run yet: Amazon MQ, DocumentDB, Amazon MSK named by
+    its cluster ARN, a Kafka schema registry (`poller.config.unstartable`).
+
+    It is valid as AWS validates it, so it loads (and the API keeps it) like any other; the runtime
+    never opens its source, and reports it as not running with `reason` (DESIGN §1.6, spec §1.5).
+    """
+
+    name: str
+    location: Location
+    source_kind: UnstartableKind
+    event_source_arn: str
+    """The source's ARN; for self-managed Kafka, the same `kafka://<server>/<topic>` stand-in as
+    `KafkaMapping`'s."""
+    function_name: str
+    function_timeout_seconds: int
+    enabled: bool
+    reason: str
+    """Why poller cannot run it: what /status shows as StateTransitionReason."""
+    on_failure_destination: str | None = None
+    report_batch_item_failures: bool = False
+    declared_function: str | None = None
+    """As for the other kinds (DESIGN §1.5.1)."""
+
+
+ResolvedMapping = SqsMapping | StreamMapping | KafkaMapping | UnstartableMapping
 """Every kind of resolved mapping; `source_kind` tells them apart at run time."""

@@ -14,12 +14,18 @@ from typing import Literal
 from poller.config.mapping import RawMapping
 
 SourceKind = Literal["sqs", "kinesis", "dynamodb", "kafka"]
+"""The sources poller reads."""
+OtherKind = Literal["mq", "documentdb", "msk"]
+"""Sources Lambda reads and poller accepts but cannot read yet (`poller.config.unstartable`)."""
 
-KIND_TITLES: dict[SourceKind, str] = {
+KIND_TITLES: dict[SourceKind | OtherKind, str] = {
     "sqs": "SQS",
     "kinesis": "Kinesis",
     "dynamodb": "DynamoDB",
     "kafka": "Kafka",
+    "mq": "Amazon MQ",
+    "documentdb": "Amazon DocumentDB",
+    "msk": "Amazon MSK",
 }
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
@@ -75,13 +81,17 @@ class SqsQueueArn:
 class Detected:
     """The source kind, or why there is none: a message for the key it concerns."""
 
-    kind: SourceKind | None
+    kind: SourceKind | OtherKind | None
     field: str = "EventSourceArn"
     message: str = ""
 
 
 def detect_kind(raw: RawMapping) -> Detected:
-    """Classify a mapping by its source keys (spec §1.4, §1.6)."""
+    """Classify a mapping by its source keys (spec §1.4, §1.6).
+
+    An MSK cluster ARN beside `SelfManagedEventSource` is left to the Kafka resolver, which refuses
+    the pair; alone, it is an MSK mapping.
+    """
     arn_text = raw.event_source_arn
     if arn_text is None and raw.self_managed_event_source is None:
         return Detected(None, message=UNRECOGNIZED)
@@ -93,10 +103,14 @@ def detect_kind(raw: RawMapping) -> Detected:
             return Detected("kinesis")
         if arn.service == "dynamodb" and "/stream/" in arn.resource:
             return Detected("dynamodb")
+        if arn.service == "mq":
+            return Detected("mq")
+        if arn.service == "rds" and arn.resource.startswith("cluster:"):
+            return Detected("documentdb")
+        if arn.service == "kafka" and raw.self_managed_event_source is None:
+            return Detected("msk")
     if raw.topics is not None or raw.self_managed_event_source is not None:
         return Detected("kafka", field="Topics" if raw.topics is not None else "SelfManagedEventSource")
-    if arn is not None and arn.service == "kafka":  # an MSK cluster ARN
-        return Detected("kafka")
     if arn is None:
         return Detected(None, message=f"Invalid EventSourceArn: {arn_text}")
     return Detected(None, message=UNRECOGNIZED)

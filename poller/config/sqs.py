@@ -16,6 +16,9 @@ DEFAULT_BATCH_SIZE = 10
 MAX_BATCH_SIZE_STANDARD = 10_000
 MAX_BATCH_SIZE_FIFO = 10
 BATCH_WITHOUT_WINDOW_MAX = 10
+DEFAULT_MIN_POLLERS = 2
+DEFAULT_MAX_POLLERS = 200
+"""spec §1.3: ProvisionedPollerConfig's defaults for an SQS source."""
 
 # Stream and Kafka parameters; SQS has no shards, positions or retry counts of its own (its
 # retries and DLQ come from the queue's visibility timeout and redrive policy).
@@ -112,7 +115,11 @@ def resolve_sqs(raw: RawMapping, ctx: MappingContext) -> SqsMapping | list[Probl
         maximum_batching_window_seconds=window,
         report_batch_item_failures="ReportBatchItemFailures" in raw.function_response_types,
         maximum_concurrency=raw.scaling_config.maximum_concurrency if raw.scaling_config else None,
-        minimum_pollers=pollers.minimum_pollers if pollers else None,
-        maximum_pollers=pollers.maximum_pollers if pollers else None,
+        minimum_pollers=_given_or(pollers.minimum_pollers, DEFAULT_MIN_POLLERS) if pollers else None,
+        maximum_pollers=_given_or(pollers.maximum_pollers, DEFAULT_MAX_POLLERS) if pollers else None,
         filter_patterns=patterns,
     )
+
+
+def _given_or(value: int | None, default: int) -> int:
+    return default if value is None else value

