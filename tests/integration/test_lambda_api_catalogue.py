@@ -5,6 +5,7 @@ spec §1.1 List paging, §1.6 messages, §1.8 create-only fields)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import Any
@@ -64,6 +65,13 @@ async def test_listing_paging_filters_and_file_mappings(make_queue: Any, start_p
         with pytest.raises(client.exceptions.ResourceConflictException) as refused:
             call()
         assert "m0.yaml" in refused.value.response["Error"]["Message"]
+    # A reload of the mapping files leaves the API-made mappings running (DESIGN §1.9, §2 hot reload).
+    extra = make_queue(visibility=5)
+    mapping = {"Name": "added-file", "EventSourceArn": extra.arn, "FunctionName": FUNCTION, "Enabled": False}
+    (poller.config_path.parent / "mappings" / "added.yaml").write_text(json.dumps(mapping))
+    await wait_until(lambda: "added-file" in status_states(poller), what="the added file mapping")
+    assert set(made) <= set(status_states(poller))
+    assert len(client.list_event_source_mappings()["EventSourceMappings"]) == 5
     with pytest.raises(client.exceptions.ResourceNotFoundException) as missing:
         client.get_event_source_mapping(UUID="00000000-0000-0000-0000-000000000000")
     assert missing.value.response["Error"]["Message"] == "The resource you requested does not exist."
