@@ -54,6 +54,9 @@ from poller.targets.python_handler import leaked_handler_threads
 
 log = structlog.get_logger("poller.app")
 
+API_STARTUP_SYNC_SECONDS = 15.0
+"""How long start-up waits for the state store to hand over the API-made mappings."""
+
 
 @dataclass
 class Service:
@@ -157,6 +160,7 @@ class Service:
             # Pushed last, so closed first: environments stop once the mappings have drained.
             stack.push_async_callback(self.functions.aclose)
             async with asyncio.TaskGroup() as group:
+                watchers: list[asyncio.Task[None]] = []
                 self.pool = SupervisorPool(group)
                 self.reloader = Reloader(
                     load=self._load_again,
@@ -187,20 +191,23 @@ class Service:
                         stopping=self.stop_requested,
                     )
                     try:
-                        await self.api_mappings.sync()
+                        # Bounded: an unreachable dynamodb backend must not hold up the file mappings.
+                        async with asyncio.timeout(API_STARTUP_SYNC_SECONDS):
+                            await self.api_mappings.sync()
                     except Exception as exc:  # retried by its watch; the file mappings run meanwhile
                         log.error("api_mappings_sync_failed", error=str(exc)[:300])
-                    group.create_task(self.api_mappings.watch(), name="api-mappings-watch")
+                    watchers.append(group.create_task(self.api_mappings.watch(), name="api-mappings-watch"))
                 self.status.started = True
                 log.info(
                     "service_started",
                     mappings=len(self.loaded.mappings),
                     http=f"{settings.http.host}:{settings.http.port}",
                 )
-                watcher = group.create_task(self.reloader.watch(), name="mappings-watch")
+                watchers.append(group.create_task(self.reloader.watch(), name="mappings-watch"))
                 await self.stop_requested.wait()
                 await self._drain(self.pool)
-                watcher.cancel()
+                for watcher in watchers:
+                    watcher.cancel()
             log.info("service_stopped")
         return 0
 
