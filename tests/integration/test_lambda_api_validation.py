@@ -1,0 +1,115 @@
+"""spec §1.6 through the Lambda API: each rule the config resolver knows comes back with AWS's
+exception type and message, as boto3 raises it (DESIGN §1.9: one validator for files and API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import REGION, StartPoller
+from tests.integration.test_lambda_api import lambda_client
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"
+QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:validation-queue"
+KINESIS = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/validation"
+DYNAMODB = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/validation/stream/2026-01-01T00:00:00.000"
+FUNCTION = "python:api_handler.handle"
+
+CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("no source", {}, "InvalidParameterValueException", "Unrecognized event source."),
+    (
+        "OnSuccess destination",
+        {"EventSourceArn": QUEUE, "DestinationConfig": {"OnSuccess": {"Destination": QUEUE}}},
+        "InvalidParameterValueException",
+        "Unsupported DestinationConfig parameter for given event source mapping type.",
+    ),
+    (
+        "stream without StartingPosition",
+        {"EventSourceArn": KINESIS},
+        "InvalidParameterValueException",
+        "1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: "
+        "Member must not be null.",
+    ),
+    (
+        "StartingPosition not in the enum",
+        {"EventSourceArn": KINESIS, "StartingPosition": "invalid"},
+        "ValidationException",
+        "1 validation error detected: Value 'invalid' at 'startingPosition' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]",
+    ),
+    (
+        "DynamoDB stream AT_TIMESTAMP",
+        {
+            "EventSourceArn": DYNAMODB,
+            "StartingPosition": "AT_TIMESTAMP",
+            "StartingPositionTimestamp": 1700000000,
+        },
+        "InvalidParameterValueException",
+        f"Unsupported starting position for arn type: {DYNAMODB}",
+    ),
+    (
+        "AT_TIMESTAMP without a timestamp",
+        {"EventSourceArn": KINESIS, "StartingPosition": "AT_TIMESTAMP"},
+        "InvalidParameterValueException",
+        "Need to specify a timestamp",
+    ),
+    (
+        "SQS BatchSize over 10 without a window",
+        {"EventSourceArn": QUEUE, "BatchSize": 11},
+        "InvalidParameterValueException",
+        "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
+    ),
+    (
+        "filter pattern not JSON",
+        {"EventSourceArn": QUEUE, "FilterCriteria": {"Filters": [{"Pattern": "{not json"}]}},
+        "InvalidParameterValueException",
+        "Invalid filter pattern definition.",
+    ),
+    (
+        "filter pattern with a scalar",
+        {"EventSourceArn": QUEUE, "FilterCriteria": {"Filters": [{"Pattern": '{"body": 1}'}]}},
+        "InvalidParameterValueException",
+        "Invalid filter pattern definition.",
+    ),
+]
+
+
+async def test_every_rule_answers_as_aws(start_poller: StartPoller) -> None:
+    poller = await start_poller([])
+    client = lambda_client(poller)
+    outcomes = {}
+    for name, request, _, _ in CASES:
+        try:
+            client.create_event_source_mapping(FunctionName=FUNCTION, **request)
+        except client.exceptions.ClientError as exc:
+            error = exc.response["Error"]
+            outcomes[name] = (error["Code"], error["Message"])
+        else:
+            outcomes[name] = ("created", "")
+    assert outcomes == {name: (code, message) for name, _, code, message in CASES}
+    assert client.list_event_source_mappings()["EventSourceMappings"] == []
+
+
+async def test_duplicates_name_the_existing_uuid(start_poller: StartPoller) -> None:
+    """spec §1.6: a second mapping of one source and function is a ResourceConflictException naming
+    the first one's UUID; another function may read the same source."""
+    poller = await start_poller([])
+    client = lambda_client(poller)
+    first = client.create_event_source_mapping(
+        EventSourceArn=KINESIS, FunctionName=FUNCTION, StartingPosition="LATEST", Enabled=False
+    )["UUID"]
+    with pytest.raises(client.exceptions.ResourceConflictException) as caught:
+        client.create_event_source_mapping(
+            EventSourceArn=KINESIS, FunctionName=FUNCTION, StartingPosition="LATEST"
+        )
+    assert caught.value.response["Error"]["Message"] == (
+        f'The event source arn (" {KINESIS} ") and function (" {FUNCTION} ") provided mapping already exists. '
+        f"Please update or delete the existing mapping with UUID {first}"
+    )
+    other = client.create_event_source_mapping(
+        EventSourceArn=KINESIS, FunctionName="python:other.handle", StartingPosition="LATEST", Enabled=False
+    )
+    assert other["State"] == "Disabled"
