@@ -51,6 +51,9 @@ class EsmRuntime:
     resolve: Callable[[Mapping[str, Any], str], tuple[ResolvedMapping | None, list[Problem]]]
     """A document and its origin → the resolved mapping, or None and its problems."""
     function_arn: Callable[[ResolvedMapping], str]
+    source_problem: Callable[[ResolvedMapping], Awaitable[str | None]]
+    """spec §1.6: AWS's message if the queue or stream refuses the mapping (missing, too short a
+    visibility timeout), else None."""
     changed: Callable[[], None]
     """The store changed: apply it now."""
     wall: Callable[[], float]
@@ -81,6 +84,7 @@ class EsmService:
         mapping = self._validate(document, uuid)
         views = await self._views()
         self._check_conflicts(mapping, uuid, views)
+        await self._check_source(mapping)
         record = ApiMappingRecord(uuid, document, tags, self.rt.wall())
         await (await self.rt.open_store()).put_api_mapping(uuid, record.to_json())
         self._known[uuid] = record
@@ -125,6 +129,7 @@ class EsmService:
         document = updated_document(view.record.document, body)
         mapping = self._validate(document, uuid)
         self._check_conflicts(mapping, uuid, views)
+        await self._check_source(mapping)
         record = dataclasses.replace(view.record, document=document, last_modified=self.rt.wall())
         await (await self.rt.open_store()).put_api_mapping(uuid, record.to_json())
         self._known[uuid] = record
@@ -217,6 +222,11 @@ class EsmService:
         if mapping is None:
             raise invalid("Unrecognized event source.")
         return mapping
+
+    async def _check_source(self, mapping: ResolvedMapping) -> None:
+        problem = await self.rt.source_problem(mapping)
+        if problem is not None:
+            raise invalid(problem)
 
     def _check_conflicts(self, mapping: ResolvedMapping, uuid: str, views: list[_View]) -> None:
         """The rules that span mappings (spec §1.6), against file-defined and API-made ones alike."""

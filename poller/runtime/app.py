@@ -39,6 +39,7 @@ from poller.functions.launch import service_credentials
 from poller.observability.function_metrics import FunctionMetrics
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus, ServiceStatus
+from poller.runtime.api_checks import source_problem
 from poller.runtime.api_mappings import ApiMappings
 from poller.runtime.assembly import MappingAssembly
 from poller.runtime.clients import AwsClients
@@ -256,6 +257,7 @@ class Service:
                 open_store=self._api_store,
                 resolve=self._resolve_document,
                 function_arn=lambda mapping: reported_function_arn(self.assembly.target_spec(mapping)),
+                source_problem=functools.partial(source_problem, self.clients),
                 changed=self._api_changed,
                 wall=self.clock.wall,
             )

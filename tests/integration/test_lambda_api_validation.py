@@ -93,23 +93,51 @@ async def test_every_rule_answers_as_aws(start_poller: StartPoller) -> None:
     assert client.list_event_source_mappings()["EventSourceMappings"] == []
 
 
-async def test_duplicates_name_the_existing_uuid(start_poller: StartPoller) -> None:
+async def test_duplicates_name_the_existing_uuid(start_poller: StartPoller, make_stream: Any) -> None:
     """spec §1.6: a second mapping of one source and function is a ResourceConflictException naming
     the first one's UUID; another function may read the same source."""
     poller = await start_poller([])
     client = lambda_client(poller)
+    stream = make_stream().arn
     first = client.create_event_source_mapping(
-        EventSourceArn=KINESIS, FunctionName=FUNCTION, StartingPosition="LATEST", Enabled=False
+        EventSourceArn=stream, FunctionName=FUNCTION, StartingPosition="LATEST", Enabled=False
     )["UUID"]
     with pytest.raises(client.exceptions.ResourceConflictException) as caught:
         client.create_event_source_mapping(
-            EventSourceArn=KINESIS, FunctionName=FUNCTION, StartingPosition="LATEST"
+            EventSourceArn=stream, FunctionName=FUNCTION, StartingPosition="LATEST"
         )
     assert caught.value.response["Error"]["Message"] == (
-        f'The event source arn (" {KINESIS} ") and function (" {FUNCTION} ") provided mapping already exists. '
+        f'The event source arn (" {stream} ") and function (" {FUNCTION} ") provided mapping already exists. '
         f"Please update or delete the existing mapping with UUID {first}"
     )
     other = client.create_event_source_mapping(
-        EventSourceArn=KINESIS, FunctionName="python:other.handle", StartingPosition="LATEST", Enabled=False
+        EventSourceArn=stream, FunctionName="python:other.handle", StartingPosition="LATEST", Enabled=False
     )
     assert other["State"] == "Disabled"
+
+
+async def test_the_source_is_checked_as_aws_checks_it(
+    start_poller: StartPoller, make_queue: Any, make_stream: Any
+) -> None:
+    """spec §1.6: a missing queue or stream, and a queue whose visibility timeout is shorter than the
+    function's timeout (3 s by default), are refused on create; the timeout again on update."""
+    poller = await start_poller([])
+    client = lambda_client(poller)
+    invalid = client.exceptions.InvalidParameterValueException
+    missing_stream = make_stream().arn.replace(":stream/", ":stream/missing-")
+    expected = {
+        QUEUE: (
+            "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. "
+            "SQS Error Message: The specified queue does not exist."
+        ),
+        missing_stream: f"Stream not found: {missing_stream}",
+        make_queue(
+            visibility=2
+        ).arn: "Queue visibility timeout: 2 seconds is less than Function timeout: 3 seconds",
+    }
+    for arn, message in expected.items():
+        position = {"StartingPosition": "LATEST"} if ":kinesis:" in arn else {}
+        with pytest.raises(invalid) as caught:
+            client.create_event_source_mapping(EventSourceArn=arn, FunctionName=FUNCTION, **position)
+        assert caught.value.response["Error"]["Message"] == message
+    assert client.list_event_source_mappings()["EventSourceMappings"] == []
