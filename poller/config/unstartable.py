@@ -98,7 +98,8 @@ def resolve_unstartable(
     problems = [
         ctx.problem((key,), f"{key} is not valid for {title} event sources.")
         for key in _NOT_VALID[kind]
-        if given.get(key) is not None
+        # `[]` and `{}` are how a template spells "none" (e.g. FunctionResponseTypes: []).
+        if given.get(key) not in (None, [], {}, ())
     ]
     if raw.tumbling_window_in_seconds:  # 0 means off
         problems.append(

@@ -262,3 +262,10 @@ def test_sqs_minimum_pollers_defaults_to_two(tmp_path: Path) -> None:
             "MinimumPollers (3) must not be greater than MaximumPollers (2).",
         )
     ]
+
+
+def test_empty_values_of_keys_mq_refuses_mean_none(tmp_path: Path) -> None:
+    """A template's `FunctionResponseTypes: []` or `DestinationConfig: {}` says "none", as AWS reads it."""
+    [mapping], problems = load(tmp_path, MQ + "FunctionResponseTypes: []\nDestinationConfig: {}\n")
+    assert isinstance(mapping, UnstartableMapping)
+    assert [p.severity for p in problems] == ["warning"]
