@@ -101,6 +101,12 @@ def create_document(body: Mapping[str, Any], uuid: str) -> tuple[dict[str, Any],
     ):
         raise invalid("Tags must be a map of strings to strings.")
     document = {key: value for key, value in body.items() if key != "Tags"}
+    if "Topics" in document:
+        # spec §1.2: a Kafka mapping's consumer group defaults to its UUID, whatever its Name.
+        key = _GROUP_CONFIGS[1] if "EventSourceArn" in document else _GROUP_CONFIGS[0]
+        given = document.get(key)
+        group = given if isinstance(given, dict) else {}
+        document[key] = {**group, "ConsumerGroupId": group.get("ConsumerGroupId") or uuid}
     return {"Name": tags.get("Name") or uuid, **_without_removals(document)}, dict(tags)
 
 

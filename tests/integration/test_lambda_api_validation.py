@@ -141,3 +141,47 @@ async def test_the_source_is_checked_as_aws_checks_it(
             client.create_event_source_mapping(EventSourceArn=arn, FunctionName=FUNCTION, **position)
         assert caught.value.response["Error"]["Message"] == message
     assert client.list_event_source_mappings()["EventSourceMappings"] == []
+
+
+async def test_replies_fill_each_source_defaults_as_aws(start_poller: StartPoller, make_stream: Any) -> None:
+    """spec §1.2: what Create echoes for a Kinesis stream and for self-managed Kafka."""
+    poller = await start_poller([])
+    client = lambda_client(poller)
+    stream = make_stream().arn
+    kinesis = client.create_event_source_mapping(
+        EventSourceArn=stream, FunctionName=FUNCTION, StartingPosition="LATEST"
+    )
+    expected = {
+        "BatchSize": 100,
+        "MaximumBatchingWindowInSeconds": 0,
+        "ParallelizationFactor": 1,
+        "BisectBatchOnFunctionError": False,
+        "MaximumRetryAttempts": -1,
+        "MaximumRecordAgeInSeconds": -1,
+        "DestinationConfig": {"OnFailure": {}},
+        "TumblingWindowInSeconds": 0,
+        "FunctionResponseTypes": [],
+        "StartingPosition": "LATEST",
+        "StateTransitionReason": "User action",
+        "LastProcessingResult": "No records processed",
+    }
+    assert {key: kinesis.get(key) for key in expected} == expected
+    kafka = client.create_event_source_mapping(
+        FunctionName=FUNCTION,
+        Topics=["orders"],
+        SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["127.0.0.1:1"]}},
+        SourceAccessConfigurations=[
+            {"Type": "BASIC_AUTH", "URI": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:k"}
+        ],
+        Enabled=False,
+        Tags={"Name": "kafka-api"},
+    )
+    assert (kafka["State"], kafka["BatchSize"], kafka["StartingPosition"], kafka["Topics"]) == (
+        "Disabled",
+        100,
+        "TRIM_HORIZON",
+        ["orders"],
+    )
+    assert kafka["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": kafka["UUID"]}
+    assert kafka["SelfManagedEventSource"] == {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["127.0.0.1:1"]}}
+    assert "EventSourceArn" not in kafka

@@ -54,6 +54,21 @@ def test_the_name_is_the_name_tag_else_the_uuid() -> None:
     assert create_document({"EventSourceArn": QUEUE, "FunctionName": "f"}, UUID)[0]["Name"] == UUID
 
 
+def test_a_kafka_consumer_group_defaults_to_the_uuid_not_the_name() -> None:
+    """spec §1.2: the consumer group is the ESM's UUID unless given, even with a Name tag."""
+    servers = {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["b:9092"]}}
+    request = {
+        "FunctionName": "f",
+        "Topics": ["orders"],
+        "SelfManagedEventSource": servers,
+        "Tags": {"Name": "n"},
+    }
+    document, _ = create_document(request, UUID)
+    assert document["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": UUID}
+    given = {**request, "SelfManagedKafkaEventSourceConfig": {"ConsumerGroupId": "mine"}}
+    assert create_document(given, UUID)[0]["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "mine"}
+
+
 def test_unknown_request_members_are_refused() -> None:
     with pytest.raises(ApiError) as refused:
         create_document({"EventSourceArn": QUEUE, "FunctionName": "f", "FunctionTimeout": 5}, UUID)
