@@ -120,7 +120,8 @@ class Invoker:
         self.metrics.invocations[label].inc()
         if not isinstance(result, BatchNotInvoked):
             self.metrics.records_invoked.inc(count)
-            self.metrics.batch_size.observe(count)
+            if count:  # a tumbling window's final invocation carries no records (spec §8)
+                self.metrics.batch_size.observe(count)
             self.metrics.invocation_duration.observe(duration)
         failed = _failed_count(result, count)
         if failed:
