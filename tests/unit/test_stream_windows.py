@@ -311,3 +311,37 @@ async def _eventually_finished(running: Running) -> bool:
             return stored.sequence_number == "2"
         await asyncio.sleep(0.05)
     raise AssertionError("the shard was never marked finished")
+
+
+async def test_a_final_invocation_that_keeps_failing_gives_the_window_up(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §8, §5.2: the final invocation follows MaximumRetryAttempts; exhausted, the window's
+    records are given up (here without a destination: dropped, counted as the window's 3 records)
+    and the checkpoint moves past them."""
+
+    def reply(event: dict[str, Any]) -> InvokeOutcome:
+        return FunctionFailed("Error", "final") if event["isFinalInvokeForWindow"] else counting(event)
+
+    api = StreamDouble([item(n, BASE + n) for n in range(1, 4)])
+    running = await run_windows(api, WindowTarget(reply), maximum_retry_attempts=1)
+    assert await _eventually(running.checkpoint, "3")
+    assert len(running.target.finals()) == 2
+    assert running.metric("poller_records_dropped_total", reason="retry_attempts_exhausted") == 3
+
+
+async def test_bisect_halves_carry_the_window_state(run_windows: Callable[..., Any]) -> None:
+    """spec §5.2, §8: BisectBatchOnFunctionError splits a failing window batch; each half is a
+    normal invocation of the window with the state so far."""
+
+    def reply(event: dict[str, Any]) -> InvokeOutcome:
+        if 4 in sequences(event) and len(event["Records"]) > 1:
+            return FunctionFailed("Error", "poison in the batch")
+        return counting(event)
+
+    api = StreamDouble([item(n, BASE + n) for n in range(1, 5)], max_read_records=4)
+    running = await run_windows(api, WindowTarget(reply), bisect_batch_on_function_error=True, batch_size=4)
+    await wait_until(lambda: len(running.target.finals()) >= 1, timeout=10, what="the final invocation")
+    events = running.target.events
+    assert [sequences(e) for e in events] == [[1, 2, 3, 4], [1, 2], [3, 4], [3], [4], []]
+    assert [e["state"] for e in events] == [{}, {}, {"count": 2}, {"count": 2}, {"count": 3}, {"count": 4}]
