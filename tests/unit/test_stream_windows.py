@@ -345,3 +345,43 @@ async def test_bisect_halves_carry_the_window_state(run_windows: Callable[..., A
     events = running.target.events
     assert [sequences(e) for e in events] == [[1, 2, 3, 4], [1, 2], [3, 4], [3], [4], []]
     assert [e["state"] for e in events] == [{}, {}, {"count": 2}, {"count": 2}, {"count": 3}, {"count": 4}]
+
+
+async def test_a_partial_response_keeps_its_state_and_retries_from_the_lowest_failure(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §4.2, §8: `{"state": ..., "batchItemFailures": [...]}` with ReportBatchItemFailures: the
+    records from the lowest failed one are retried, with the state that response returned."""
+    failed: set[int] = set()
+
+    def reply(event: dict[str, Any]) -> InvokeOutcome:
+        seen = sequences(event)
+        if 3 in seen and 3 not in failed:
+            failed.add(3)
+            state = {"count": event["state"].get("count", 0) + seen.index(3)}
+            return Succeeded(orjson.dumps({"state": state, "batchItemFailures": [{"itemIdentifier": "3"}]}))
+        return counting(event)
+
+    api = StreamDouble([item(n, BASE + n) for n in range(1, 5)], max_read_records=4)
+    running = await run_windows(api, WindowTarget(reply), report_batch_item_failures=True, batch_size=4)
+    await wait_until(lambda: len(running.target.finals()) >= 1, timeout=10, what="the final invocation")
+    events = running.target.events
+    assert [sequences(e) for e in events] == [[1, 2, 3, 4], [3, 4], []]
+    assert [e["state"] for e in events] == [{}, {"count": 2}, {"count": 4}]
+    assert await _eventually(running.checkpoint, "4")
+
+
+async def test_records_past_their_maximum_age_are_discarded_and_the_window_still_closes(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §5.2, §8: MaximumRecordAgeInSeconds applies to a window's batches: expired records are
+    not invoked (RecordAgeExceeded), the fresh ones are, and the window closes as usual."""
+    now = time.time()
+    old = [item(1, now - 400), item(2, now - 400)]
+    api = StreamDouble([*old, item(3, now - WINDOW - 5)])
+    running = await run_windows(api, WindowTarget(), maximum_record_age_seconds=300)
+    await wait_until(lambda: len(running.target.finals()) >= 2, timeout=10, what="two final invocations")
+    invoked = [n for e in running.target.events for n in sequences(e)]
+    assert invoked == [3]
+    assert running.metric("poller_records_dropped_total", reason="record_age_exceeded") == 2
+    assert await _eventually(running.checkpoint, "3")
