@@ -88,7 +88,9 @@ class Running:
 async def run_windows(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     runs: list[Running] = []
 
-    async def start(api: StreamDouble, target: WindowTarget, **settings: Any) -> Running:
+    async def start(
+        api: StreamDouble, target: WindowTarget, destination: Any = None, **settings: Any
+    ) -> Running:
         registry = CollectorRegistry()
         metrics = Metrics(registry).for_mapping("m")
         status = MappingStatus("m", "kinesis", ARN, "python:x.y", metrics)
@@ -108,7 +110,7 @@ async def run_windows(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             store=store,
             failures=FailureSender(
                 mapping_name="m",
-                destination=None,
+                destination=destination,
                 function_arn="arn",
                 metrics=metrics,
                 clock=clock,
