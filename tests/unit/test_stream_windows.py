@@ -191,6 +191,7 @@ async def test_the_checkpoint_stays_before_the_open_window_until_its_final_invok
     running = await run_windows(api, WindowTarget(reply))
     await wait_until(lambda: len(running.target.finals()) >= 2, timeout=10, what="a retried final invocation")
     assert await running.checkpoint() is None
+    assert running.status.positions["shard-0"]["SequenceNumber"] is None
     assert running.metric("poller_tumbling_windows_open") == 1
     window = running.status.positions["shard-0"]["TumblingWindow"]
     assert (window["Start"], window["Records"], window["Invocations"]) == (_iso(BASE), 3, 1)

@@ -102,10 +102,15 @@ class ShardWorker:
         elif caught_up:
             self.caught_up_at = asked_at
 
+    @property
+    def position(self) -> str | None:
+        """What the store holds, or should: the finished prefix, but never into an open window."""
+        return self.hold_at if self.held else self.progress.watermark
+
     async def commit(self) -> None:
         """Persist the finished prefix if it moved; lanes call this concurrently."""
         async with self.commit_lock:
-            watermark = self.hold_at if self.held else self.progress.watermark
+            watermark = self.position
             if watermark is None or watermark == self.stored:
                 return
             if await self._put_checkpoint(watermark, shard_end=False):
@@ -127,7 +132,7 @@ class ShardWorker:
 
     def publish_position(self, *, reading: bool) -> None:
         self.context.status.positions[self.shard_id] = {
-            "SequenceNumber": self.progress.watermark,
+            "SequenceNumber": self.position,
             "LastReadSequenceNumber": self.reader.last_read,
             "IteratorAgeSeconds": round(self.context.ages.get(self.shard_id, 0.0), 3),
             "Finished": not reading,
