@@ -208,3 +208,43 @@ async def test_dynamodb_windows_count_records_per_window_with_a_python_handler(
     assert {e["eventSourceARN"] for e in seen} == {table.stream_arn}
     keys = [r["dynamodb"]["Keys"]["id"]["S"] for e in seen for r in e["Records"]]
     assert keys == ["a", "b", "c"]
+
+
+async def test_a_restart_mid_window_reads_the_window_again_with_empty_state(
+    tmp_path: Path, make_stream: Any, kinesis: Any, function_server: FunctionServer, start_poller: StartPoller
+) -> None:
+    """spec §8 (state per shard, at least once): state is held in memory, so after kill -9 mid-window
+    the checkpoint is still before the window and the next run reads the window again from its first
+    record, with empty state; its final invocation then moves the checkpoint past it."""
+    stream: Stream = make_stream()
+    allow_final = asyncio.Event()
+
+    async def behaviour(event: dict[str, Any]) -> web.StreamResponse:
+        if event["isFinalInvokeForWindow"] and not allow_final.is_set():
+            return web.json_response({"errorType": "NotYet"}, headers={"X-Amz-Function-Error": "Unhandled"})
+        return web.json_response(count(event))
+
+    function_server.behaviour = behaviour
+    mapping = stream_mapping("windows", stream.arn, function_server.url, TumblingWindowInSeconds=WINDOW)
+    state = {"state": {"path": str(tmp_path / "state.sqlite3")}}
+    put = put_kinesis(kinesis, stream, [("a", b"1"), ("b", b"2")])
+    first = await start_poller([mapping], settings=state)
+    await wait_until(
+        lambda: any(e["isFinalInvokeForWindow"] for e in function_server.events), timeout=30, what="a final"
+    )
+    first.kill()
+    before = len(function_server.events)
+    second = await start_poller([mapping], settings=state)
+    await wait_until(lambda: len(function_server.events) > before, timeout=30, what="the window read again")
+    again = function_server.events[before]
+    assert again["state"] == {}
+    assert again["Records"][0]["kinesis"]["sequenceNumber"] == put[0]["SequenceNumber"]
+    allow_final.set()
+    await wait_until(
+        lambda: (
+            next(iter(second.status()["mappings"][0]["Positions"].values()))["SequenceNumber"]
+            == put[-1]["SequenceNumber"]
+        ),
+        timeout=30,
+        what="the checkpoint past the window",
+    )
