@@ -99,6 +99,9 @@ class StreamMapping:
     """The function's name when `function_name` names a function declared under `Functions:`
     (DESIGN §1.5.1): it runs in poller's execution environments, and `function_timeout_seconds` is
     that function's `Timeout`. None: another target (Lambda Invoke, `python:`, HTTP)."""
+    tumbling_window_seconds: int = 0
+    """TumblingWindowInSeconds: 0 = off, 1-900 = stateful windows of that length (spec §8); only
+    with ParallelizationFactor 1."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,14 @@ MISSING_STARTING_POSITION = (
 )
 """spec §1.6: AWS's message for a stream source without `StartingPosition`."""
 
+PARALLEL_WINDOWS = (
+    "TumblingWindowInSeconds cannot be combined with ParallelizationFactor greater than 1: a window's "
+    "state is kept per shard and its batches must run in order. Set ParallelizationFactor to 1 or "
+    "TumblingWindowInSeconds to 0."
+)
+"""spec §8 (UNVERIFIED against AWS, which gives no message): refused, as the state of one shard's
+window cannot be carried through batches that run at once."""
+
 # SQS scaling and Kafka parameters; a stream's concurrency is shards × ParallelizationFactor.
 _NOT_FOR_STREAMS = (
     ("ScalingConfig", "scaling_config"),
@@ -76,9 +84,9 @@ def resolve_stream(
     if range_message is not None:
         problems.append(ctx.problem(("BatchSize",), range_message))
 
-    if raw.tumbling_window_in_seconds:
-        tumbling = "TumblingWindowInSeconds is not supported by poller; remove it or set it to 0."
-        problems.append(ctx.problem(("TumblingWindowInSeconds",), tumbling))
+    window = raw.tumbling_window_in_seconds or 0  # the API's 0-900 is checked by RawMapping; 0 = off
+    if window and (raw.parallelization_factor or DEFAULT_PARALLELIZATION_FACTOR) > 1:
+        problems.append(ctx.problem(("TumblingWindowInSeconds",), PARALLEL_WINDOWS))
 
     destination = raw.destination_config.failure_destination if raw.destination_config else None
     if destination is not None and (refused := _destination_problem(destination)) is not None:
@@ -115,6 +123,7 @@ def resolve_stream(
         report_batch_item_failures="ReportBatchItemFailures" in raw.function_response_types,
         on_failure_destination=destination,
         filter_patterns=patterns,
+        tumbling_window_seconds=window,
     )
     return mapping, _warnings(mapping, ctx)
 

@@ -56,11 +56,19 @@ class FailureSender:
         self.log = structlog.get_logger("poller.destination").bind(mapping=mapping_name)
 
     async def send(
-        self, decision: SendToDestination, *, build: DeliveryBuilder, log_fields: Mapping[str, Any]
+        self,
+        decision: SendToDestination,
+        *,
+        build: DeliveryBuilder,
+        log_fields: Mapping[str, Any],
+        count: int | None = None,
     ) -> bool:
         """Deliver (or drop, without a destination) the records of `decision`. False when stopping
-        cut a blocked delivery short: the caller then abandons the batch without checkpointing it."""
-        records = len(decision.records)
+        cut a blocked delivery short: the caller then abandons the batch without checkpointing it.
+
+        `count`: how many records the delivery stands for when `decision` names only the first and
+        last (a tumbling window given up, spec §8)."""
+        records = len(decision.records) if count is None else count
         fields = {**log_fields, "records": records, "condition": str(decision.condition)}
         destination = self.destination
         if destination is None:

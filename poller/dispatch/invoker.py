@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,11 @@ def outcome_label(outcome: InvokeOutcome, result: BatchResult) -> str:
             return "success"
 
 
+Classifier = Callable[[InvokeOutcome, Collection[str]], BatchResult]
+"""Turns one outcome into a batch result for the batch's item ids, where a source's responses follow
+rules of their own (tumbling windows: `poller.core.tumbling_window.window_classifier`)."""
+
+
 def request_id_of(outcome: InvokeOutcome) -> str:
     return "" if isinstance(outcome, NotInvoked) else outcome.request_id
 
@@ -89,6 +94,7 @@ class Invoker:
         batch_id: str | None = None,
         identifier: IdentifierReader = string_identifier,
         log: Any = None,
+        classifier: Classifier | None = None,
     ) -> Attempt:
         """Invoke once with `payload` (a batch whose item ids are `ids`), and account for it.
 
@@ -100,14 +106,22 @@ class Invoker:
         started = time.perf_counter()
         outcome = await self.target.invoke(payload)
         duration = time.perf_counter() - started
-        result = classify(
-            outcome, ids, report_batch_item_failures=self.report_batch_item_failures, identifier=identifier
+        result = (
+            classify(
+                outcome,
+                ids,
+                report_batch_item_failures=self.report_batch_item_failures,
+                identifier=identifier,
+            )
+            if classifier is None
+            else classifier(outcome, ids)
         )
         label = outcome_label(outcome, result)
         self.metrics.invocations[label].inc()
         if not isinstance(result, BatchNotInvoked):
             self.metrics.records_invoked.inc(count)
-            self.metrics.batch_size.observe(count)
+            if count:  # a tumbling window's final invocation carries no records (spec §8)
+                self.metrics.batch_size.observe(count)
             self.metrics.invocation_duration.observe(duration)
         failed = _failed_count(result, count)
         if failed:

@@ -74,6 +74,9 @@ class Metrics:
         self.buffered_records = gauge("buffered_records", "Records received and not yet invoked")
         self.in_flight_batches = gauge("in_flight_batches", "Batches being invoked now")
         self.leases_held = gauge("leases_held", "Shard leases this replica holds")
+        self.tumbling_windows_open = gauge(
+            "tumbling_windows_open", "Shards with an open tumbling window on this replica (spec §8)"
+        )
         self.lease_takes = counter(
             "lease_takes_total",
             "Shard leases taken by this replica: free or expired (take) or from a busier replica (steal)",
@@ -107,7 +110,8 @@ class Metrics:
             "config_last_reload_success_timestamp_seconds", "When the mappings last loaded without error", ()
         )
         self.config_watch_errors = counter(
-            "config_watch_errors_total", "Failures of the mapping-file watcher (it retries; mappings run on)",
+            "config_watch_errors_total",
+            "Failures of the mapping-file watcher (it retries; mappings run on)",
             (),
         )
 
@@ -141,6 +145,7 @@ class Metrics:
             self.buffered_records,
             self.in_flight_batches,
             self.leases_held,
+            self.tumbling_windows_open,
             self.lease_renewal_failures,
             self.handler_threads_leaked,
         ):
@@ -193,6 +198,7 @@ class MappingMetrics:
         self.offset_lag = f.offset_lag.labels(name)
         self.in_flight_batches = f.in_flight_batches.labels(name)
         self.leases_held = f.leases_held.labels(name)
+        self.tumbling_windows_open = f.tumbling_windows_open.labels(name)
         self.lease_takes = {k: f.lease_takes.labels(name, k) for k in LEASE_TAKE_KINDS}
         self.ack_failures = {k: f.ack_failures.labels(name, k) for k in ACK_KINDS}
         self.lease_renewal_failures = f.lease_renewal_failures.labels(name)

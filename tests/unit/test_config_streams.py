@@ -455,18 +455,68 @@ def test_each_refused_key_is_reported_on_its_own_line(tmp_path: Path) -> None:
     assert [(p.line, p.field) for p in problems] == [(5, "Topics"), (6, "ScalingConfig")]
 
 
-def test_tumbling_windows_are_not_supported_yet(tmp_path: Path) -> None:
-    """spec §1.4, §8: TumblingWindowInSeconds 1–900 enables windows, which poller does not implement."""
-    text = only_problem(tmp_path, "TumblingWindowInSeconds: 30\n")
-    assert text == (
-        f"{where(tmp_path, 5)}: TumblingWindowInSeconds: "
-        "TumblingWindowInSeconds is not supported by poller; remove it or set it to 0."
-    )
+@pytest.mark.parametrize("kind", ["kinesis", "dynamodb"])
+@pytest.mark.parametrize("seconds", [1, 30, 900])
+def test_tumbling_windows_of_1_to_900_seconds_are_accepted(tmp_path: Path, kind: str, seconds: int) -> None:
+    """spec §1.3, §1.4, §8: TumblingWindowInSeconds 1–900 enables windows on Kinesis and DynamoDB Streams."""
+    mapping = load_one(tmp_path, f"TumblingWindowInSeconds: {seconds}\n", HEADS[kind])
+    assert mapping.tumbling_window_seconds == seconds
 
 
 def test_tumbling_window_zero_means_off(tmp_path: Path) -> None:
-    """spec §1.4: TumblingWindowInSeconds 0 disables windows."""
-    load_one(tmp_path, "TumblingWindowInSeconds: 0\n")
+    """spec §1.4: TumblingWindowInSeconds 0 disables windows (as does leaving it out)."""
+    assert load_one(tmp_path, "TumblingWindowInSeconds: 0\n").tumbling_window_seconds == 0
+    assert load_one(tmp_path).tumbling_window_seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("901", "Input should be less than or equal to 900"),
+        ("-1", "Input should be greater than or equal to 0"),
+        ("1.5", "Input should be a valid integer, got a number with a fractional part"),
+    ],
+)
+def test_tumbling_window_outside_the_api_range_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    """spec §1.3: the API range is 0–900 whole seconds; the file and line name the key."""
+    text = only_problem(tmp_path, f"TumblingWindowInSeconds: {value}\n")
+    assert text == f"{where(tmp_path, 5)}: TumblingWindowInSeconds: {message}"
+
+
+@pytest.mark.parametrize("kind", ["kinesis", "dynamodb"])
+def test_tumbling_window_with_parallelization_is_refused(tmp_path: Path, kind: str) -> None:
+    """spec §8 (note; UNVERIFIED against AWS): state is per shard, so windows need ParallelizationFactor 1."""
+    text = only_problem(tmp_path, "ParallelizationFactor: 2\nTumblingWindowInSeconds: 60\n", HEADS[kind])
+    assert text == (
+        f"{where(tmp_path, 6)}: TumblingWindowInSeconds: TumblingWindowInSeconds cannot be combined with "
+        "ParallelizationFactor greater than 1: a window's state is kept per shard and its batches must run "
+        "in order. Set ParallelizationFactor to 1 or TumblingWindowInSeconds to 0."
+    )
+
+
+def test_tumbling_window_with_parallelization_one_is_accepted(tmp_path: Path) -> None:
+    """spec §8: ParallelizationFactor 1 (the default) is the one factor windows run with."""
+    mapping = load_one(tmp_path, "ParallelizationFactor: 1\nTumblingWindowInSeconds: 60\n")
+    assert (mapping.parallelization_factor, mapping.tumbling_window_seconds) == (1, 60)
+
+
+def test_poller_validate_accepts_a_window_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """DESIGN §1.2, spec §8: `poller validate` prints file:line: Mapping: field: message and exits 1."""
+    maps = tmp_path / "mappings"
+    maps.mkdir()
+    (maps / "good.yaml").write_text(
+        KINESIS.replace("clicks", "good") + BOUNDED + "TumblingWindowInSeconds: 120\n"
+    )
+    (maps / "bad.yaml").write_text(
+        DYNAMODB.replace("clicks", "bad") + BOUNDED + "TumblingWindowInSeconds: 1000\n"
+    )
+    out = io.StringIO()
+    status = run_validate(None, environ={}, cwd=tmp_path, out=out)
+    assert status == 1
+    assert out.getvalue().splitlines() == [
+        f"{maps / 'bad.yaml'}:6: Mapping 'bad': TumblingWindowInSeconds: Input should be less than or equal to 900",
+        "1 mapping OK, 1 problem",
+    ]
 
 
 # --- DestinationConfig.OnFailure -------------------------------------------------------------------------

@@ -14,6 +14,8 @@ once every record before them is finished too, so a crash redelivers at most the
 - `shard`: one shard at work: its reader, its lanes and its checkpoint.
 - `reader`: the shard reader, with its read-ahead, iterator recovery and filtering.
 - `lanes`: the lanes that gather batches, and `LaneBatch`, a batch as the driver's `BatchPort`.
+- `windows`: the lane of a mapping with `TumblingWindowInSeconds` (spec §8): batches within one
+  window, the state carried between them, the final invocation, the checkpoint held meanwhile.
 - `failures`: a discarded batch as the on-failure destination receives it (spec §6.2, §6.3).
 - `api`: the small `StreamApi` protocol the two services sit behind, and its value types.
 - `kinesis_api`, `dynamodb_api`: the two services' calls, turned into Lambda records.

@@ -6,6 +6,7 @@ event itself for S3. Sending, retrying and dropping are `poller.dispatch.failure
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from poller.config import StreamMapping
 from poller.core.failure_records import (
@@ -21,13 +22,24 @@ from poller.dispatch.failures import Delivery, DeliveryBuilder
 
 
 def stream_delivery(
-    mapping: StreamMapping, *, shard_id: str, records: Sequence[StreamRecordRef], events: Sequence[bytes]
+    mapping: StreamMapping,
+    *,
+    shard_id: str,
+    records: Sequence[StreamRecordRef],
+    events: Sequence[bytes],
+    batch_size: int | None = None,
+    event: bytes | None = None,
 ) -> DeliveryBuilder:
     """The builder for discarded `records` of `shard_id`, whose serialised Lambda records are
-    `events` (in the same order)."""
+    `events` (in the same order).
+
+    A tumbling window given up (spec §8) names only its first and last records: `batch_size` is then
+    the window's record count, and `event` the final invocation's event (for S3)."""
 
     def build(context: FailureContext, destination: Destination) -> Delivery:
         info = StreamBatchInfo.from_records(records, shard_id=shard_id, stream_arn=mapping.event_source_arn)
+        if batch_size is not None:
+            info = replace(info, batch_size=batch_size)
         record = (
             kinesis_failure_record(context, info)
             if mapping.source_kind == "kinesis"
@@ -35,7 +47,7 @@ def stream_delivery(
         )
         delivery = FailureDelivery(
             record=record,
-            payload=encode_stream_event(events) if destination.kind == "s3" else None,
+            payload=(event or encode_stream_event(events)) if destination.kind == "s3" else None,
             s3_key_parts=S3KeyParts(
                 esm_uuid=mapping.name,
                 shard_id=shard_id,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from poller.core.backoff import Backoff
-from poller.core.batching import BatchBuilder
+from poller.core.batching import BatchBuilder, BatchLimits
 from poller.core.sqs_batch import Acknowledge, GiveBack, InvokeAll
 from poller.core.stream_event import encode_stream_event
 from poller.core.stream_retry import Invoke, SendToDestination, StreamBatchProcess, StreamRecordRef
@@ -105,7 +105,7 @@ class Lane:
         if not isinstance(first, Tracked):
             self.closing = True
             return None
-        builder = BatchBuilder(context.limits, started_at=self.window_opened)
+        builder = BatchBuilder(self.batch_limits(), started_at=self.window_opened)
         batch = [first]
         builder.add(first.item.ref.size_bytes)
         try:
@@ -117,7 +117,7 @@ class Lane:
                 if isinstance(following, _End):
                     self.closing = True
                     break
-                if not builder.fits(following.item.ref.size_bytes):
+                if not builder.fits(following.item.ref.size_bytes) or not self.same_batch(first, following):
                     self.carry = following
                     break
                 batch.append(following)
@@ -127,6 +127,17 @@ class Lane:
             context.metrics.buffered_records.dec(len(batch))
         return batch
 
+    def batch_limits(self) -> BatchLimits:
+        """The limits of the next batch (a windowed lane counts its window's members in the 6 MB)."""
+        return self.context.limits
+
+    def same_batch(self, first: Tracked, following: Tracked) -> bool:
+        """Whether `following` may join the batch `first` opened (a windowed lane splits at window edges)."""
+        return True
+
+    def port_for(self, batch: list[Tracked]) -> LaneBatch:
+        return LaneBatch(self, batch)
+
     async def _process(self, batch: list[Tracked]) -> bool:
         """Drive one batch to the end (spec §5.2); False if stopping abandoned it unfinished."""
         context = self.context
@@ -135,7 +146,7 @@ class Lane:
         )
         context.metrics.in_flight_batches.inc()
         try:
-            return await context.driver.drive(process, LaneBatch(self, batch))
+            return await context.driver.drive(process, self.port_for(batch))
         finally:
             context.metrics.in_flight_batches.dec()
 

@@ -68,15 +68,18 @@ class ShardReader:
         limit = api.max_read_records
         iterator: str | None = None
         failures = 0
+        ahead_asked = 0.0
         while not context.stopping.is_set():
             try:
                 if ahead.pending:
+                    asked = ahead_asked
                     result = await ahead.take()
                 else:
                     if iterator is None:
                         iterator = await api.iterator(self.shard_id, self._resume_at())
                         # Listed in /status once reading has a position: LATEST is fixed from here on.
                         self.worker.publish_position(reading=True)
+                    asked = context.clock.wall()
                     result = await api.read(self.shard_id, iterator, limit)
             except (IteratorExpired, PositionTrimmed, ReadThrottled, ClientError, BotoCoreError) as exc:
                 failures += 1
@@ -89,8 +92,10 @@ class ShardReader:
             iterator = result.next_iterator
             caught_up = result.behind_ms == 0 if result.behind_ms is not None else len(result.items) < limit
             if iterator is not None and result.items and not caught_up and not self._ends_after(result.items):
+                ahead_asked = context.clock.wall()
                 ahead.start(api.read(self.shard_id, iterator, limit))
             await self._take(result.items)
+            self.worker.note_read(asked, records=bool(result.items), caught_up=not result.behind_ms)
             if result.items:
                 context.record_age(
                     self.shard_id, context.clock.wall() - result.items[-1].ref.arrival_epoch_seconds

@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Sequence
 
 from poller.core.shard_progress import ShardProgress
+from poller.core.tumbling_window import WindowTracker
 from poller.sources.streams.api import AfterSequence, StartAt
 from poller.sources.streams.context import STORE_ERRORS, StreamContext
 from poller.sources.streams.lanes import Lane, Tracked
 from poller.sources.streams.reader import ShardReader
+from poller.sources.streams.windows import WindowLane
 from poller.state.base import Checkpoint as StoredCheckpoint
 
 
@@ -28,8 +30,21 @@ class ShardWorker:
         watermark = start.sequence_number if isinstance(start, AfterSequence) else None
         self.progress = ShardProgress(watermark=watermark)
         self.stored = watermark
+        window_seconds = context.mapping.tumbling_window_seconds
+        self.windows = WindowTracker(window_seconds) if window_seconds else None
+        """The shard's open tumbling window (spec §8); its state lives only in this worker's memory,
+        so a restart or a lease moving starts the window again from the checkpoint, with empty state."""
+        self.held = False
+        self.hold_at: str | None = None
+        """While `held`: the furthest position a commit may store, the record before the open window's
+        first (spec §8: the checkpoint advances only after the window's final invocation succeeds)."""
+        self.caught_up_at: float | None = None
+        """Wall time at which the latest read that found nothing new started."""
+        self.last_record_at: float | None = None
+        """Wall time at which a record was last read."""
+        lane_kind = Lane if self.windows is None else WindowLane
         self.lanes = [
-            Lane(context, self, index, asyncio.Queue(context.lane_capacity))
+            lane_kind(context, self, index, asyncio.Queue(context.lane_capacity))
             for index in range(context.mapping.parallelization_factor)
         ]
         self.commit_lock = asyncio.Lock()
@@ -52,7 +67,7 @@ class ShardWorker:
                 reader.cancel()
             for lane in self.lanes:
                 lane.close()
-        if ended and not context.stopping.is_set() and self.progress.outstanding == 0:
+        if ended and not context.stopping.is_set() and self.progress.outstanding == 0 and not self.held:
             failures = 0  # children wait for this write: hold the shard until it is done
             while not await self._put_checkpoint(self.progress.watermark, shard_end=True):
                 failures += 1
@@ -72,10 +87,30 @@ class ShardWorker:
         for entry in tracked:
             self.progress.complete(entry.ticket)
 
+    def hold_checkpoint(self) -> None:
+        """A window opens: commits store nothing of it until `release_checkpoint` (spec §8)."""
+        self.held, self.hold_at = True, self.progress.watermark
+
+    def release_checkpoint(self) -> None:
+        """The window's final invocation succeeded (or the window was given up): commit freely."""
+        self.held, self.hold_at = False, None
+
+    def note_read(self, asked_at: float, *, records: bool, caught_up: bool) -> None:
+        """A read that started at `asked_at` came back (what a window's close is judged on)."""
+        if records:
+            self.last_record_at = self.context.clock.wall()
+        elif caught_up:
+            self.caught_up_at = asked_at
+
+    @property
+    def position(self) -> str | None:
+        """What the store holds, or should: the finished prefix, but never into an open window."""
+        return self.hold_at if self.held else self.progress.watermark
+
     async def commit(self) -> None:
         """Persist the finished prefix if it moved; lanes call this concurrently."""
         async with self.commit_lock:
-            watermark = self.progress.watermark
+            watermark = self.position
             if watermark is None or watermark == self.stored:
                 return
             if await self._put_checkpoint(watermark, shard_end=False):
@@ -97,8 +132,13 @@ class ShardWorker:
 
     def publish_position(self, *, reading: bool) -> None:
         self.context.status.positions[self.shard_id] = {
-            "SequenceNumber": self.progress.watermark,
+            "SequenceNumber": self.position,
             "LastReadSequenceNumber": self.reader.last_read,
             "IteratorAgeSeconds": round(self.context.ages.get(self.shard_id, 0.0), 3),
             "Finished": not reading,
         }
+        if self.windows is not None:
+            opened = self.windows.open
+            self.context.status.positions[self.shard_id]["TumblingWindow"] = (
+                None if opened is None else opened.as_status()
+            )
