@@ -1,0 +1,44 @@
+"""cfn-lint's checks of a template's own mistakes (a misspelt property, a wrong type), as problems.
+
+Only errors are kept: cfn-lint's warnings and informational rules are about deploying to AWS (IAM
+scopes, deprecated runtimes), not about what poller runs. Its failure is never poller's: whatever
+goes wrong inside cfn-lint is one warning, and reading the template goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from poller.config.problems import Problem
+
+IGNORED_CHECKS = ["W", "I", "E6"]
+"""Warnings, informational rules, and Outputs (E6xxx), which poller does not read."""
+
+
+def lint_problems(text: str, path: Path, region: str) -> list[Problem]:
+    """cfn-lint's errors for the template `text` (read from `path`), each with its line."""
+    try:
+        from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]
+
+        logging.getLogger("cfnlint").setLevel(logging.CRITICAL)
+        logging.getLogger("samtranslator").setLevel(logging.ERROR)
+        matches = lint(text, config=ManualArgs(regions=[region], ignore_checks=IGNORED_CHECKS))
+    except Exception as exc:
+        return [
+            Problem(
+                f"cfn-lint could not check this template ({exc!r}); checked without it.",
+                path,
+                severity="warning",
+            )
+        ]
+    problems: list[Problem] = []
+    for match in matches:
+        rule_id = str(getattr(match.rule, "id", ""))
+        if not rule_id.startswith("E"):
+            continue
+        line = getattr(match, "linenumber", None)
+        problems.append(
+            Problem(f"{match.message} (cfn-lint {rule_id})", path, line if isinstance(line, int) else None)
+        )
+    return problems
