@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,14 @@ from pydantic import ValidationError
 from poller.api.template_intrinsics import Unresolved, resolve
 from poller.api.template_model import TemplateMapping
 from poller.api.template_sources import Attributes
-from poller.config.functions import FoundFunction, FunctionContext, declared_functions, resolve_function
+from poller.config.functions import (
+    NO_FUNCTIONS,
+    DeclaredFunctions,
+    FoundFunction,
+    FunctionContext,
+    declared_functions,
+    resolve_function,
+)
 from poller.config.loader import LoadedConfig
 from poller.config.mapping import RawMapping
 from poller.config.problems import MappingContext, Problem
@@ -60,18 +68,23 @@ _DROPPED = {
 INLINE_CODE_DIR = Path(tempfile.gettempdir()) / "poller-inline-code"
 
 
-def build_config(
-    read: ReadTemplate,
-    settings: Settings,
-    *,
-    settings_file: Path | None,
-    base_dir: Path,
-    attributes: Attributes | None,
-    code_dir: Path | None,
-) -> LoadedConfig:
+@dataclass(frozen=True)
+class TemplateParts:
+    """The template's functions and mappings as poller's own files would hold them, before the rules
+    that span mappings (`resolve_all`) run; `poller import` writes these."""
+
+    functions: DeclaredFunctions
+    entries: tuple[RawEntry, ...]
+    problems: tuple[Problem, ...]
+    """The read template's problems, then those found here."""
+    logical_ids: Mapping[str, str] = field(default_factory=dict)
+    """Function name → its logical id."""
+
+
+def build_parts(read: ReadTemplate, *, attributes: Attributes | None, code_dir: Path | None) -> TemplateParts:
     problems = list(read.problems)
     if read.scope is None:
-        return LoadedConfig(settings, settings_file, base_dir, (), tuple(problems))
+        return TemplateParts(NO_FUNCTIONS, (), tuple(problems))
     scope = replace(read.scope, attributes=read.attributes(attributes))
     found: list[FoundFunction] = []
     config_problems: list[Problem] = []
@@ -107,16 +120,35 @@ def build_config(
         config_problems += mapping_problems
         if entry is not None:
             entries.append(entry)
+    config_problems.sort(key=lambda p: p.line or 0)
+    logical_ids = {name: logical_id for logical_id, name in read.function_names.items()}
+    return TemplateParts(functions, tuple(entries), (*problems, *config_problems), logical_ids)
+
+
+def build_config(
+    read: ReadTemplate,
+    settings: Settings,
+    *,
+    settings_file: Path | None,
+    base_dir: Path,
+    attributes: Attributes | None,
+    code_dir: Path | None,
+) -> LoadedConfig:
+    parts = build_parts(read, attributes=attributes, code_dir=code_dir)
     mappings, resolve_problems = resolve_all(
-        entries,
+        parts.entries,
         kafka_bootstrap_servers=settings.kafka.bootstrap_servers,
         file_root=Path(os.path.normpath(base_dir / settings.destinations.file_root)),
-        functions=functions,
+        functions=parts.functions,
     )
-    config_problems += resolve_problems
-    config_problems.sort(key=lambda p: p.line or 0)
+    resolve_problems.sort(key=lambda p: p.line or 0)
     return LoadedConfig(
-        settings, settings_file, base_dir, tuple(mappings), (*problems, *config_problems), functions.valid
+        settings,
+        settings_file,
+        base_dir,
+        tuple(mappings),
+        (*parts.problems, *resolve_problems),
+        parts.functions.valid,
     )
 
 

@@ -38,7 +38,8 @@ def lint_problems(text: str, path: Path, region: str) -> list[Problem]:
         if not rule_id.startswith("E"):
             continue
         line = getattr(match, "linenumber", None)
-        problems.append(
-            Problem(f"{match.message} (cfn-lint {rule_id})", path, line if isinstance(line, int) else None)
-        )
+        where = list(getattr(match, "path", None) or [])
+        logical_id = str(where[1]) if len(where) > 1 and where[0] == "Resources" else None
+        message = f"{match.message} (cfn-lint {rule_id})"
+        problems.append(Problem(message, path, line if isinstance(line, int) else None, field=logical_id))
     return problems
