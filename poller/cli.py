@@ -96,6 +96,17 @@ def _overrides_argument(verb: argparse.ArgumentParser) -> None:
     )
 
 
+def _pair(token: str) -> tuple[str, str] | None:
+    long_form = _PARAMETER.fullmatch(token)
+    if long_form is not None:
+        key, value = long_form["key"], long_form["value"]
+    elif "=" in token:
+        key, value = token.split("=", 1)
+    else:
+        return None
+    return (key, value) if key else None
+
+
 def parse_overrides(arguments: Sequence[str]) -> dict[str, str]:
     """`["A=1 B=2", "ParameterKey=C,ParameterValue=x y"]` → `{"A": "1", "B": "2", "C": "x y"}`.
 
@@ -107,20 +118,15 @@ def parse_overrides(arguments: Sequence[str]) -> dict[str, str]:
             tokens = shlex.split(argument)
         except ValueError as exc:
             raise ValueError(f"--parameter-overrides {argument!r}: {exc}") from None
-        if len(tokens) > 1 and _PARAMETER.fullmatch(argument):
-            tokens = [argument]  # one ParameterKey=…,ParameterValue=… whose value has spaces
-        for token in tokens:
-            long_form = _PARAMETER.fullmatch(token)
-            if long_form is not None:
-                key, value = long_form["key"], long_form["value"]
-            elif "=" in token:
-                key, value = token.split("=", 1)
-            else:
-                key, value = "", ""
-            if not key:
+        pairs = [_pair(token) for token in tokens]
+        if len(tokens) > 1 and None in pairs:
+            # Not several pairs: one pair whose value has spaces (`Name=two words`).
+            pairs = [_pair(argument)]
+        for token, pair in zip(tokens, pairs, strict=False):
+            if pair is None:
                 expected = "expected Key=Value or ParameterKey=Key,ParameterValue=Value"
                 raise ValueError(f"--parameter-overrides {token!r}: {expected}")
-            overrides[key] = value
+            overrides[pair[0]] = pair[1]
     return overrides
 
 

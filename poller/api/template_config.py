@@ -141,14 +141,10 @@ def build_config(
         file_root=Path(os.path.normpath(base_dir / settings.destinations.file_root)),
         functions=parts.functions,
     )
-    resolve_problems.sort(key=lambda p: p.line or 0)
+    # In template order, as a reader goes through the file.
+    problems = sorted((*parts.problems, *resolve_problems), key=lambda p: p.line or 0)
     return LoadedConfig(
-        settings,
-        settings_file,
-        base_dir,
-        tuple(mappings),
-        (*parts.problems, *resolve_problems),
-        parts.functions.valid,
+        settings, settings_file, base_dir, tuple(mappings), tuple(problems), parts.functions.valid
     )
 
 
