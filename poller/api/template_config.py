@@ -98,6 +98,7 @@ def build_parts(read: ReadTemplate, *, attributes: Attributes | None, code_dir: 
             found.append(FoundFunction(name, ctx.location, None))
             continue
         document = {key: properties[key] for key in FUNCTION_KEYS if key in properties}
+        _stringify_variables(document)
         config_problems += [
             ctx.problem((key,), text, "warning") for key, text in _NOT_LOADED.items() if key in properties
         ]
@@ -197,6 +198,20 @@ def api_names(
     if isinstance(tags, list):  # CloudFormation's [{Key, Value}] is the API's {key: value}
         properties["Tags"] = {item.get("Key"): item.get("Value") for item in tags if isinstance(item, dict)}
     return properties, lines, problems
+
+
+def _stringify_variables(document: dict[str, Any]) -> None:
+    """CloudFormation turns a number or boolean variable value into its text (`8080`, `true`), so a
+    template need not quote them as poller's own files must."""
+    environment = document.get("Environment")
+    variables = environment.get("Variables") if isinstance(environment, dict) else None
+    if not isinstance(variables, dict):
+        return
+    for key, value in variables.items():
+        if isinstance(value, bool):
+            variables[key] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            variables[key] = str(value)
 
 
 def inline_code(code: Any, runtime: Any, code_dir: Path | None) -> Path:

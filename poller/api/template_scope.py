@@ -125,11 +125,10 @@ def _parameter_value(name: str, spec: Any, overrides: Mapping[str, str]) -> tupl
     if isinstance(pattern, str) and not kind.startswith("List") and not re.fullmatch(pattern, text):
         return None, f"Parameter '{name}' must match pattern {pattern}"
     if kind == "Number":
-        try:
-            number = float(text)
-        except ValueError:
+        if not _is_number(text):
             return None, f"Parameter '{name}' must be a number."
-        return (int(number) if number.is_integer() else number), None
+        # Checked as a number, used as a string: what `Ref` of a Number parameter gives.
+        return text, None
     if kind in _LIST_TYPES or kind.startswith("List<"):
         items = text.split(",") if text else []
         if kind == "List<Number>" and not all(_is_number(item) for item in items):

@@ -18,6 +18,9 @@ Parameters:
   BatchSize:
     Type: Number
     Default: 5
+  Workers:
+    Type: Number
+    Default: 4
   Names:
     Type: CommaDelimitedList
     Default: "alpha,beta"
@@ -49,6 +52,9 @@ Resources:
           PARTITION: !Ref AWS::Partition
           ACCOUNT: !Ref AWS::AccountId
           DEBUG: !If [IsProd, !Ref AWS::NoValue, "1"]
+          WORKERS: !Ref Workers
+          PORT: 8080
+          VERBOSE: true
       Events:
         Orders:
           Type: SQS
@@ -63,11 +69,15 @@ def test_parameter_defaults_conditions_and_mappings(tmp_path: Path) -> None:
     loaded = config(template)
     function = loaded.functions["Fn"]
     assert (function.memory_size_mb, function.timeout_seconds) == (256, 10)
+    # CloudFormation gives variables as text: a Number parameter's, a number's, a boolean's.
     assert dict(function.environment) == {
         "FIRST": "alpha",
         "PARTITION": "aws",
         "ACCOUNT": ACCOUNT,
         "DEBUG": "1",
+        "WORKERS": "4",
+        "PORT": "8080",
+        "VERBOSE": "true",
     }
     (mapping,) = loaded.mappings
     assert mapping.event_source_arn == f"arn:aws:sqs:us-east-1:{ACCOUNT}:shop-dev-us-east-1"

@@ -287,3 +287,12 @@ def test_function_name_is_its_function_name_property_else_its_logical_id(tmp_pat
     assert list(loaded.functions) == ["shop-orders"]
     assert [m.function_name for m in loaded.mappings] == ["shop-orders"]
     assert list(config(read(tmp_path, sam_function(events))).functions) == ["Fn"]
+
+
+def test_inline_code_is_written_where_lambda_would_put_it(tmp_path: Path) -> None:
+    text = sam_function("Orders:\n  Type: SQS\n  Properties: {Queue: !GetAtt Q.Arn}\n").replace(
+        "      CodeUri: src/\n",
+        "      InlineCode: |\n        def handler(event, context):\n            return 1\n",
+    )
+    function = config(read(tmp_path, text)).functions["Fn"]
+    assert (function.code_uri / "index.py").read_text() == "def handler(event, context):\n    return 1\n"
