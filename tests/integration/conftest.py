@@ -351,6 +351,43 @@ async def start_poller(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[Star
         handle.kill()
 
 
+# -- templates (poller run --template) -------------------------------------------------------------
+
+
+RunTemplate = Callable[..., Awaitable[PollerProcess]]
+
+
+@pytest.fixture
+async def run_template(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[RunTemplate]:
+    """`poller run --template FILE [--parameter-overrides ...]` against the moto server (DESIGN §1.10)."""
+    started: list[PollerProcess] = []
+
+    async def start(
+        template: Path, *overrides: str, wait_ready: bool = True, env: dict[str, str] | None = None
+    ) -> PollerProcess:
+        workdir = tmp_path / f"poller-{len(started)}"
+        workdir.mkdir()
+        args = ["--template", str(template)]
+        if overrides:
+            args += ["--parameter-overrides", *overrides]
+        return await launch_poller(
+            workdir, moto_endpoint, args=args, started=started, wait_ready=wait_ready, env=env
+        )
+
+    yield start
+    for handle in started:
+        handle.kill()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> dict[str, Any]:
+    """boto3 clients on the moto server, by service: what a test uses to feed a template's sources."""
+    return {
+        kind: boto3.client(kind, endpoint_url=moto_endpoint, region_name=REGION)
+        for kind in ("sqs", "kinesis", "dynamodb")
+    }
+
+
 # -- streams -------------------------------------------------------------------------------------
 
 

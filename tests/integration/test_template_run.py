@@ -8,46 +8,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.integration.conftest import REGION, PollerProcess, launch_poller
+from tests.integration.conftest import PollerProcess, RunTemplate
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-RunTemplate = Callable[..., Awaitable[PollerProcess]]
-
-
-@pytest.fixture
-async def run_template(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[RunTemplate]:
-    started: list[PollerProcess] = []
-
-    async def start(template: Path, *overrides: str, wait_ready: bool = True) -> PollerProcess:
-        workdir = tmp_path / f"poller-{len(started)}"
-        workdir.mkdir()
-        args = ["--template", str(template)]
-        if overrides:
-            args += ["--parameter-overrides", *overrides]
-        return await launch_poller(workdir, moto_endpoint, args=args, started=started, wait_ready=wait_ready)
-
-    yield start
-    for handle in started:
-        handle.kill()
-
-
-@pytest.fixture
-def aws(moto_endpoint: str) -> dict[str, Any]:
-    return {
-        kind: boto3.client(kind, endpoint_url=moto_endpoint, region_name=REGION)
-        for kind in ("sqs", "kinesis", "dynamodb")
-    }
 
 
 def outputs(poller: PollerProcess, function: str) -> list[str]:
