@@ -128,7 +128,7 @@ async def load_template(target: TemplateConfig, settings: Settings, session: Aio
         settings, settings_file=target.settings_file, base_dir=target.base_dir, attributes=attributes
     )
     missing = [s for s in read.sources if s.logical_id not in attributes]
-    kept = tuple(m for m in loaded.mappings if not _reads_any(m, missing))
+    kept = tuple(m for m in loaded.mappings if not reads_any(m, missing))
     for mapping in loaded.mappings:
         if mapping not in kept:
             log.warning("template_mapping_not_started", mapping=mapping.name, reason="its source is missing")
@@ -136,7 +136,7 @@ async def load_template(target: TemplateConfig, settings: Settings, session: Aio
     return TemplateLoad(loaded, read.sources, attributes)
 
 
-def _reads_any(mapping: ResolvedMapping, sources: list[SourceResource]) -> bool:
+def reads_any(mapping: ResolvedMapping, sources: list[SourceResource]) -> bool:
     """Whether the mapping reads one of these sources (matched by name: their ARNs are unknown)."""
     if isinstance(mapping, KafkaMapping):
         return False
