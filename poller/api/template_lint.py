@@ -33,13 +33,19 @@ def lint_problems(text: str, path: Path, region: str) -> list[Problem]:
             )
         ]
     problems: list[Problem] = []
+    lines_seen: set[int | None] = set()
     for match in matches:
         rule_id = str(getattr(match.rule, "id", ""))
-        if not rule_id.startswith("E"):
+        where = list(getattr(match, "path", None) or [])
+        if not rule_id.startswith("E") or where[2:4] == ["Properties", "Events"]:
+            # A SAM event is aws-sam-translator's to judge, in SAM's words; cfn-lint's schema for
+            # it tries every event type and reports each mismatch.
             continue
         line = getattr(match, "linenumber", None)
-        where = list(getattr(match, "path", None) or [])
+        line = line if isinstance(line, int) else None
+        if line in lines_seen:
+            continue  # one problem a line: the first says what to fix
+        lines_seen.add(line)
         logical_id = str(where[1]) if len(where) > 1 and where[0] == "Resources" else None
-        message = f"{match.message} (cfn-lint {rule_id})"
-        problems.append(Problem(message, path, line if isinstance(line, int) else None, field=logical_id))
+        problems.append(Problem(f"{match.message} (cfn-lint {rule_id})", path, line, field=logical_id))
     return problems

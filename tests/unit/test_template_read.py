@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from poller.api.template_read import read_template
 from tests.unit.template_helpers import ACCOUNT, REGION, config, documents, problem_at, read
 
@@ -300,3 +302,37 @@ def test_cfn_lint_reports_the_templates_own_mistakes_by_line(tmp_path: Path) -> 
     assert (problem.field, problem.severity) == ("Q", "error")
     assert "'VisibilityTimout' was unexpected" in problem.message
     assert "(cfn-lint E3002)" in problem.message
+
+
+def test_sam_events_are_judged_by_sam_alone(tmp_path: Path) -> None:
+    """cfn-lint's schema tries every event type on a bad event; SAM's one message is kept (spec §4.3)."""
+    text = """\
+    Transform: AWS::Serverless-2016-10-31
+    Resources:
+      Fn:
+        Type: AWS::Serverless::Function
+        Properties:
+          Runtime: python3.12
+          Handler: app.handler
+          CodeUri: src/
+          Events:
+            Bad:
+              Type: SQS
+              Properties: {Queue: x, Bogus: 1}
+    """
+    template = read(tmp_path, text, lint=True)
+    assert [(p.line, p.field) for p in template.problems] == [(10, "Fn.Events.Bad")]
+    assert "property Bogus not defined for resource of type SQS" in template.problems[0].message
+
+
+def test_cfn_lints_own_failure_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cfnlint.api  # type: ignore[import-untyped]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("linter bug")
+
+    monkeypatch.setattr(cfnlint.api, "lint", broken)
+    template = read(tmp_path, "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n", lint=True)
+    assert [(p.severity, p.line) for p in template.problems] == [("warning", None)]
+    assert "cfn-lint could not check this template" in template.problems[0].message
+    assert [s.logical_id for s in template.sources] == ["Q"]
