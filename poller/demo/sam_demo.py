@@ -97,15 +97,15 @@ def _settings(endpoint: str, tmp: Path, port: int) -> dict[str, Any]:
     }
 
 
-def _feed(examples: list[Example]) -> None:
+def _feed(examples: list[Fed]) -> None:
     for example in examples:
-        example.feed()  # type: ignore[attr-defined]
+        example.feed()
 
 
-def _examples(aws: Aws, ran: TemplateLoad, count: int) -> list[Example]:
+def _examples(aws: Aws, ran: TemplateLoad, count: int) -> list[Fed]:
     """One example per mapping the demo can write records for; a line for each it cannot."""
     queues = [s for s in ran.sources if s.type == "AWS::SQS::Queue"]
-    examples: list[Example] = []
+    examples: list[Fed] = []
     for mapping in ran.loaded.mappings:
         if not mapping.enabled:
             say(f"  {mapping.name}: Enabled is false; not fed")
@@ -279,6 +279,9 @@ class TemplateTable(Inventory):
 
     async def landing(self, service: Any) -> Landing:
         return await super().landing(service) if self.failures_url else Landing(self.destination)
+
+
+Fed = TemplateQueue | TemplateStream | TemplateTable
 
 
 def _destination(mapping: StreamMapping, failures_url: str) -> str:
