@@ -237,6 +237,8 @@ class _Reader:
         if kind == LAMBDA_FUNCTION:
             return self._plain_function(logical_id, resource, properties)
         if kind == EVENT_SOURCE_MAPPING:
+            if not isinstance(properties, dict):
+                return [self.problem("Properties must be a mapping.", (*where, "Properties"), logical_id)]
             lines = lines_under(self.lines, (*where, "Properties"))
             lines[()] = self.lines.line_of(where) or 0
             cond = condition if isinstance(condition, str) else None

@@ -93,6 +93,10 @@ class SamReader:
         for name, event in events.items():
             where = (*prefix, "Events", name)
             kind = event.get("Type") if isinstance(event, dict) else None
+            if not isinstance(kind, str):
+                message = "An event is a mapping with a Type (SQS, Kinesis, …) and Properties."
+                problems.append(self._problem(message, where, f"{logical_id}.Events.{name}"))
+                continue
             if kind not in PULL_TYPES:
                 message = (
                     f"Event type '{kind}' is not run by poller (it runs SQS, Kinesis, DynamoDB, "

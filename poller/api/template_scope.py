@@ -122,8 +122,10 @@ def _parameter_value(name: str, spec: Any, overrides: Mapping[str, str]) -> tupl
     if isinstance(allowed, list) and text not in [_string(item) for item in allowed]:
         return None, f"Parameter '{name}' must be one of AllowedValues"
     pattern = spec.get("AllowedPattern")
-    if isinstance(pattern, str) and not kind.startswith("List") and not re.fullmatch(pattern, text):
-        return None, f"Parameter '{name}' must match pattern {pattern}"
+    if isinstance(pattern, str) and not kind.startswith("List"):
+        message = _pattern_problem(name, pattern, text)
+        if message is not None:
+            return None, message
     if kind == "Number":
         if not _is_number(text):
             return None, f"Parameter '{name}' must be a number."
@@ -140,6 +142,14 @@ def _parameter_value(name: str, spec: Any, overrides: Mapping[str, str]) -> tupl
             f"give its value with --parameter-overrides {name}=…"
         )
     return text, None
+
+
+def _pattern_problem(name: str, pattern: str, text: str) -> str | None:
+    try:
+        matches = re.fullmatch(pattern, text) is not None
+    except re.error as exc:
+        return f"Parameter '{name}' has an AllowedPattern that is not a regular expression: {exc}"
+    return None if matches else f"Parameter '{name}' must match pattern {pattern}"
 
 
 def _string(value: Any) -> str:

@@ -296,3 +296,20 @@ def test_inline_code_is_written_where_lambda_would_put_it(tmp_path: Path) -> Non
     )
     function = config(read(tmp_path, text)).functions["Fn"]
     assert (function.code_uri / "index.py").read_text() == "def handler(event, context):\n    return 1\n"
+
+
+def test_one_functions_values_never_reach_another(tmp_path: Path) -> None:
+    """§4.6: each function merges into its own copy of the Globals."""
+    text = GLOBALS.replace(
+        "  Ignored:\n",
+        "  Other:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n"
+        "      Layers: [arn:aws:lambda:us-east-1:123456789012:layer:o:1]\n"
+        "      Environment: {Variables: {OO: other}}\n  Ignored:\n",
+    )
+    functions = {f.logical_id: f.properties for f in read(tmp_path, text).functions}
+    assert functions["Other"]["Environment"] == {"Variables": {"AA": "global", "BB": "global", "OO": "other"}}
+    assert functions["Other"]["Layers"] == [
+        "arn:aws:lambda:us-east-1:123456789012:layer:g:1",
+        "arn:aws:lambda:us-east-1:123456789012:layer:o:1",
+    ]
+    assert functions["Merged"]["Environment"] == {"Variables": {"AA": "global", "BB": "local", "CC": "local"}}
