@@ -336,3 +336,21 @@ def test_cfn_lints_own_failure_is_a_warning(tmp_path: Path, monkeypatch: pytest.
     assert [(p.severity, p.line) for p in template.problems] == [("warning", None)]
     assert "cfn-lint could not check this template" in template.problems[0].message
     assert [s.logical_id for s in template.sources] == ["Q"]
+
+
+def test_a_json_template_reads_as_its_yaml_would(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return None\n")
+    path = tmp_path / "template.json"
+    path.write_text(
+        '{\n  "Transform": "AWS::Serverless-2016-10-31",\n  "Resources": {\n'
+        '    "Q": {"Type": "AWS::SQS::Queue"},\n'
+        '    "Fn": {\n      "Type": "AWS::Serverless::Function",\n      "Properties": {\n'
+        '        "Runtime": "python3.12", "Handler": "app.handler", "CodeUri": "src/",\n'
+        '        "Events": {"Orders": {"Type": "SQS", "Properties": {\n'
+        '          "Queue": {"Fn::GetAtt": ["Q", "Arn"]},\n          "BatchSize": 2000}}}\n'
+        "      }\n    }\n  }\n}\n"
+    )
+    template = read_template(path, parameter_overrides={}, region=REGION, account_id=ACCOUNT, lint=False)
+    (problem,) = config(template).problems
+    assert (problem.line, problem.mapping, problem.field) == (11, "FnOrders", "BatchSize")
