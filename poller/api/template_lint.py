@@ -23,7 +23,12 @@ def lint_problems(text: str, path: Path, region: str) -> list[Problem]:
 
         logging.getLogger("cfnlint").setLevel(logging.CRITICAL)
         logging.getLogger("samtranslator").setLevel(logging.ERROR)
-        matches = lint(text, config=ManualArgs(regions=[region], ignore_checks=IGNORED_CHECKS))
+        from cfnlint.helpers import REGIONS  # type: ignore[import-untyped]
+
+        # A local emulator's made-up region is not one cfn-lint knows; the template's own mistakes
+        # are the same in any region.
+        regions = [region if region in REGIONS else "us-east-1"]
+        matches = lint(text, config=ManualArgs(regions=regions, ignore_checks=IGNORED_CHECKS))
     except Exception as exc:
         return [
             Problem(

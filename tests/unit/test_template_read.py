@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poller.api.template_read import read_template
-from tests.unit.template_helpers import ACCOUNT, REGION, config, documents, problem_at, read
+from tests.unit.template_helpers import ACCOUNT, REGION, config, documents, problem_at, read, write_template
 
 PARAMETERS = """\
 Transform: AWS::Serverless-2016-10-31
@@ -354,3 +354,11 @@ def test_a_json_template_reads_as_its_yaml_would(tmp_path: Path) -> None:
     template = read_template(path, parameter_overrides={}, region=REGION, account_id=ACCOUNT, lint=False)
     (problem,) = config(template).problems
     assert (problem.line, problem.mapping, problem.field) == (11, "FnOrders", "BatchSize")
+
+
+def test_cfn_lint_checks_a_template_for_a_region_it_does_not_know(tmp_path: Path) -> None:
+    text = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties: {VisibilityTimout: 30}\n"
+    path = write_template(tmp_path, text)
+    template = read_template(path, parameter_overrides={}, region="local-1", account_id=ACCOUNT)
+    (problem,) = template.problems
+    assert (problem.line, problem.field, problem.severity) == (4, "Q", "error")
