@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = parse_overrides(args.parameter_overrides) if "parameter_overrides" in args else {}
     except ValueError as exc:
         parser.error(str(exc))
+    if overrides and args.verb != "import" and args.template is None:
+        parser.error("--parameter-overrides are a template's parameters: give --template FILE too")
     if args.verb == "run" and args.template is not None:
         from poller.runtime.template_run import run_template
 

@@ -56,6 +56,16 @@ def test_a_malformed_override_is_a_usage_error(tmp_path: Path, capsys: pytest.Ca
     assert "--parameter-overrides 'novalue'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verb", ["run", "validate", "demo"])
+def test_overrides_without_a_template_are_a_usage_error(
+    verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        cli.main([verb, "--parameter-overrides", "A=1"])
+    assert raised.value.code == 2
+    assert "give --template FILE too" in capsys.readouterr().err
+
+
 def test_validate_template_exit_codes_and_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
