@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from poller.api.template_intrinsics import Unresolved, resolve
+from poller.api.template_lint import is_lint_problem
 from poller.api.template_model import TemplateMapping
 from poller.api.template_sources import Attributes
 from poller.config.functions import (
@@ -94,7 +95,7 @@ def build_parts(read: ReadTemplate, *, attributes: Attributes | None, code_dir: 
         try:
             properties = resolve(dict(function.properties), scope)
         except Unresolved as exc:
-            config_problems.append(ctx.problem(exc.path, f"{exc.message} The function is left out."))
+            config_problems.append(ctx.problem(exc.path, exc.left_out("The function is left out.")))
             found.append(FoundFunction(name, ctx.location, None))
             continue
         document = {key: properties[key] for key in FUNCTION_KEYS if key in properties}
@@ -122,6 +123,10 @@ def build_parts(read: ReadTemplate, *, attributes: Attributes | None, code_dir: 
         if entry is not None:
             entries.append(entry)
     config_problems.sort(key=lambda p: p.line or 0)
+    # An unresolvable Ref or GetAtt that cfn-lint found too is said once, in poller's words (which
+    # say what is left out).
+    said = {p.line for p in config_problems if p.severity == "error"}
+    problems = [p for p in problems if not (p.line in said and is_lint_problem(p))]
     logical_ids = {name: logical_id for logical_id, name in read.function_names.items()}
     return TemplateParts(functions, tuple(entries), (*problems, *config_problems), logical_ids)
 
@@ -156,7 +161,7 @@ def _entry(
     try:
         properties = resolve(dict(mapping.properties), scope)
     except Unresolved as exc:
-        return None, [ctx.problem(exc.path, f"{exc.message} This mapping is left out.")]
+        return None, [ctx.problem(exc.path, exc.left_out("This mapping is left out."))]
     if mapping.function is not None:
         function_name: Any = read.function_names[mapping.function]
     else:

@@ -26,6 +26,10 @@ class Unresolved(Exception):
         self.message = message
         self.path = path
 
+    def left_out(self, consequence: str) -> str:
+        """The message, then what is left out because of it."""
+        return f"{self.message.rstrip('.')}. {consequence}"
+
 
 class _NoValue:
     def __repr__(self) -> str:

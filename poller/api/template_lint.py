@@ -8,10 +8,12 @@ goes wrong inside cfn-lint is one warning, and reading the template goes on.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from poller.config.problems import Problem
 
+_LINT_SUFFIX = re.compile(r" \(cfn-lint E\d+\)$")
 IGNORED_CHECKS = ["W", "I", "E6"]
 """Warnings, informational rules, and Outputs (E6xxx), which poller does not read."""
 
@@ -56,3 +58,7 @@ def lint_problems(text: str, path: Path, region: str) -> list[Problem]:
         logical_id = str(where[1]) if len(where) > 1 and where[0] == "Resources" else None
         problems.append(Problem(f"{match.message} (cfn-lint {rule_id})", path, line, field=logical_id))
     return problems
+
+
+def is_lint_problem(problem: Problem) -> bool:
+    return _LINT_SUFFIX.search(problem.message) is not None

@@ -273,7 +273,7 @@ class _Reader:
         try:
             name = resolve(function.properties.get("FunctionName"), self.scope, where)
         except Unresolved as exc:
-            message = f"{exc.message} The function and its events are left out."
+            message = exc.left_out("The function and its events are left out.")
             return [self.problem(message, exc.path, function.logical_id)]
         self.function_names[function.logical_id] = (
             name if isinstance(name, str) and name else function.logical_id
@@ -320,7 +320,7 @@ class _Reader:
             try:
                 properties = resolve(dict(source.properties), scope, where)
             except Unresolved as exc:
-                message = f"{exc.message} This resource is left out."
+                message = exc.left_out("This resource is left out.")
                 problems.append(self.problem(message, exc.path, source.logical_id))
                 continue
             sources.append(replace(source, properties=properties))

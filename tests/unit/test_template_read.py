@@ -362,3 +362,11 @@ def test_cfn_lint_checks_a_template_for_a_region_it_does_not_know(tmp_path: Path
     template = read_template(path, parameter_overrides={}, region="local-1", account_id=ACCOUNT)
     (problem,) = template.problems
     assert (problem.line, problem.field, problem.severity) == (4, "Q", "error")
+
+
+def test_an_unknown_resource_is_said_once_though_cfn_lint_finds_it_too(tmp_path: Path) -> None:
+    text = "Resources:\n  M:\n    Type: AWS::Lambda::EventSourceMapping\n    Properties:\n"
+    text += "      FunctionName: f\n      EventSourceArn: !GetAtt Nope.Arn\n"
+    (problem,) = config(read(tmp_path, text, lint=True)).problems
+    assert (problem.line, problem.mapping) == (6, "M")
+    assert problem.message.endswith("undefined resource Nope. This mapping is left out.")
