@@ -71,6 +71,18 @@ _UNSUPPORTED = {
     "Fn::ToJsonString": "Fn::ToJsonString is not supported by poller.",
     "Fn::Length": "Fn::Length is not supported by poller.",
 }
+KNOWN_TYPES = frozenset(
+    {
+        "AWS::SQS::Queue",
+        "AWS::Kinesis::Stream",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::S3::Bucket",
+        "AWS::Lambda::Function",
+        "AWS::Serverless::Function",
+    }
+)
+"""The resource types whose `Ref` and attributes poller knows, when the resource is there."""
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -190,11 +202,14 @@ def _attribute(logical_id: str, attribute: str, scope: Scope, path: KeyPath) -> 
     if known is not None:
         raise Unresolved(f"{what}: {kind} has no attribute {attribute} that poller knows.", path)
     subject = f"Ref {logical_id}" if attribute == "Ref" else what
-    raise Unresolved(
-        f"{subject} ({kind}) cannot be resolved: poller knows the values of the template's queues, "
-        "streams, tables and functions only.",
-        path,
-    )
+    if kind in KNOWN_TYPES:
+        reason = "the resource is not there (its Condition is false, or a problem of its own left it out)"
+    else:
+        reason = (
+            "poller knows the values of the template's queues, streams, tables, topics, buckets and "
+            "functions only"
+        )
+    raise Unresolved(f"{subject} ({kind}) cannot be resolved: {reason}.", path)
 
 
 def _sub(argument: Any, scope: Scope, path: KeyPath) -> str:

@@ -370,3 +370,17 @@ def test_an_unknown_resource_is_said_once_though_cfn_lint_finds_it_too(tmp_path:
     (problem,) = config(read(tmp_path, text, lint=True)).problems
     assert (problem.line, problem.mapping) == (6, "M")
     assert problem.message.endswith("undefined resource Nope. This mapping is left out.")
+
+
+def test_a_queue_its_condition_leaves_out_is_named_as_such(tmp_path: Path) -> None:
+    text = (
+        "Conditions:\n  Never: !Equals [a, b]\nResources:\n  Q: {Type: AWS::SQS::Queue, Condition: Never}\n"
+    )
+    text += "  M:\n    Type: AWS::Lambda::EventSourceMapping\n"
+    text += "    Properties: {FunctionName: f, EventSourceArn: !GetAtt Q.Arn}\n"
+    (problem,) = config(read(tmp_path, text)).problems
+    assert problem.line == 7
+    assert (
+        "(AWS::SQS::Queue) cannot be resolved: the resource is not there (its Condition is false"
+        in problem.message
+    )
