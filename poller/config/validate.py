@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from poller.config.loader import load_config
+from poller.config.loader import LoadedConfig, load_config
 
 
 def run_validate(
@@ -20,7 +20,15 @@ def run_validate(
     Returns the exit status: 1 if any error, else 0. Warnings are printed but do not fail, so CI
     can run this on every change without tripping over, say, an intentionally empty directory.
     """
-    loaded = load_config(explicit, environ=environ, cwd=cwd)
+    return print_report(load_config(explicit, environ=environ, cwd=cwd), out)
+
+
+def print_report(loaded: LoadedConfig, out: TextIO) -> int:
+    """Print every problem of `loaded` and the summary line; 1 if any error, else 0.
+
+    Shared with `poller validate --template` and `poller import`, so a template reads as its
+    mapping files would.
+    """
     for problem in loaded.problems:
         print(problem, file=out)
     errors, warnings = len(loaded.errors), len(loaded.warnings)

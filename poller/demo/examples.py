@@ -102,12 +102,13 @@ def plural(count: int, noun: str) -> str:
 class Example(ABC):
     """One example mapping and its sample records."""
 
-    name: ClassVar[str]
+    # Set by each example class; an example made from a template's mapping sets them per instance.
+    name: str
     """The mapping's Name, and its file `<name>.yaml`."""
-    kind: ClassVar[str]
-    route: ClassVar[str]
+    kind: str
+    route: str
     """How the mapping handles failures, for the opening lines."""
-    destination: ClassVar[str]
+    destination: str
     """Where its failed records go."""
 
     def __init__(self, count: int, poison: Iterable[int]) -> None:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from importlib import resources
@@ -43,6 +43,9 @@ from poller.demo.examples import (
 )
 from poller.demo.stream_examples import Inventory, Payments, Telemetry
 
+PACKAGED_SAM_APP: Final = Path("<packaged sam-app>")
+"""`run_demo(template=PACKAGED_SAM_APP)`: the SAM app that ships with poller (`poller demo --template`
+without a file), written out to a temporary directory, as examples/sam-app/ holds it."""
 DEFAULT_TIMEOUT_SECONDS: Final = 45.0
 """How long the records may take to be accounted for once the service runs (at least: every poison
 record holds up its shard or partition for a few seconds of retries, so more records get longer)."""
@@ -57,13 +60,13 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _start_moto() -> tuple[Any, str]:
+def start_moto() -> tuple[Any, str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
@@ -78,8 +81,17 @@ def _start_moto() -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{wsgi.server_port}"
 
 
-def run_demo(messages: int = 20, timeout_seconds: float | None = None) -> int:
-    """Run the demo with `messages` sample records per source; 0 once every record is accounted for."""
+def run_demo(
+    messages: int = 20,
+    timeout_seconds: float | None = None,
+    template: Path | None = None,
+    parameter_overrides: Mapping[str, str] | None = None,
+) -> int:
+    """Run the demo with `messages` sample records per source; 0 once every record is accounted for.
+
+    With `template` (a file, or `PACKAGED_SAM_APP` for the SAM app that ships with poller, the same
+    as examples/sam-app/) the demo runs that template instead of the example mappings (DESIGN §1.10).
+    """
     if messages < 1:
         sys.stderr.write("poller demo: --messages must be at least 1\n")
         return 2
@@ -95,13 +107,17 @@ def run_demo(messages: int = 20, timeout_seconds: float | None = None) -> int:
         os.environ.setdefault(key, value)
     # The emulation makes its ARNs up with this account: the one the example mappings name.
     os.environ["MOTO_ACCOUNT_ID"] = DEMO_ACCOUNT
+    if template is not None:
+        from poller.demo.sam_demo import template_demo
+
+        return asyncio.run(template_demo(template, parameter_overrides, messages, timeout_seconds))
     return asyncio.run(_demo(messages, timeout_seconds))
 
 
 async def _demo(messages: int, timeout_seconds: float) -> int:
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        server, endpoint = _start_moto()
+        server, endpoint = start_moto()
         stack.callback(server.stop)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="poller-demo-")))
         broker_start = asyncio.create_task(start_broker(tmp / "tansu.log"))
@@ -164,7 +180,7 @@ def _write_config(
     mappings_dir = tmp / "mappings"
     mappings_dir.mkdir()
     # The functions the mappings declare, where their CodeUri (../functions/<name>) finds them.
-    _copy_tree(resources.files("poller.demo") / "functions", tmp / "functions")
+    copy_tree(resources.files("poller.demo") / "functions", tmp / "functions")
     files = []
     for example in examples:
         path = mappings_dir / example.file
@@ -186,13 +202,13 @@ def _write_config(
     return settings_file
 
 
-def _copy_tree(source: Traversable, target: Path) -> None:
+def copy_tree(source: Traversable, target: Path) -> None:
     """A packaged directory written out as files (a package need not be a directory on disk)."""
     target.mkdir()
     for entry in source.iterdir():
         if entry.is_dir():
             if entry.name != "__pycache__":
-                _copy_tree(entry, target / entry.name)
+                copy_tree(entry, target / entry.name)
         else:
             (target / entry.name).write_bytes(entry.read_bytes())
 
@@ -204,7 +220,7 @@ async def _serve(
     from poller.observability.logging import configure_logging
     from poller.runtime.app import Service
 
-    port = _free_port()
+    port = free_port()
     loaded = load_config(_write_config(endpoint, broker, examples, tmp, port), environ={}, cwd=tmp)
     for problem in loaded.problems:
         say(f"  {problem}")
@@ -212,7 +228,11 @@ async def _serve(
         say("poller demo: the example mappings did not load (see above)")
         return 1
     configure_logging("console", "error")
-    service = Service(loaded)
+    return await serve(Service(loaded), examples, port, timeout_seconds)
+
+
+async def serve(service: Any, examples: Sequence[Example], port: int, timeout_seconds: float) -> int:
+    """Run the service until every example's records are accounted for, or the deadline; 0 if they are."""
     say(f"running the service (metrics at http://127.0.0.1:{port}/metrics while the demo runs):")
     runner = asyncio.create_task(service.run())
     try:

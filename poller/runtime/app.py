@@ -16,7 +16,7 @@ import asyncio
 import functools
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,9 @@ class Service:
     """What `POLLER_*` overrides a reload of the settings file sees."""
     watch_interval_seconds: float = 1.0
     """How often the mapping files are checked for changes (hot reload)."""
+    load_again: Callable[[], LoadedConfig] | None = None
+    """How a hot reload reads the configuration again (run in a thread); None: the settings file and
+    its mapping files. `poller run --template` reads its template again instead."""
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
@@ -164,7 +167,7 @@ class Service:
                 watchers: list[asyncio.Task[None]] = []
                 self.pool = SupervisorPool(group)
                 self.reloader = Reloader(
-                    load=self._load_again,
+                    load=self.load_again or self._load_again,
                     running=self.running,
                     start=self._start_mapping,
                     pool=self.pool,

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,10 +272,12 @@ async def launch_poller(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     started: list[PollerProcess] | None = None,
+    args: Sequence[str] = (),
 ) -> PollerProcess:
     """`poller run` on `workdir` (its `mappings/` already written) against the moto server, on a
-    free port; `settings` are merged into the test defaults. Waits for /readyz unless told not to.
-    The caller kills it (`started` collects it for a fixture that does)."""
+    free port; `settings` are merged into the test defaults; `args` follow `run --config FILE`
+    (e.g. `--template`). Waits for /readyz unless told not to. The caller kills it (`started`
+    collects it for a fixture that does)."""
     port = free_port()
     base_settings: dict[str, Any] = {
         "aws": {"region": REGION, "account_id": ACCOUNT},
@@ -297,7 +299,7 @@ async def launch_poller(
     }
     with log_path.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "poller", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "poller", "run", "--config", str(config_path), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=child_env,
@@ -347,6 +349,43 @@ async def start_poller(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[Star
     yield start
     for handle in started:
         handle.kill()
+
+
+# -- templates (poller run --template) -------------------------------------------------------------
+
+
+RunTemplate = Callable[..., Awaitable[PollerProcess]]
+
+
+@pytest.fixture
+async def run_template(tmp_path: Path, moto_endpoint: str) -> AsyncIterator[RunTemplate]:
+    """`poller run --template FILE [--parameter-overrides ...]` against the moto server (DESIGN §1.10)."""
+    started: list[PollerProcess] = []
+
+    async def start(
+        template: Path, *overrides: str, wait_ready: bool = True, env: dict[str, str] | None = None
+    ) -> PollerProcess:
+        workdir = tmp_path / f"poller-{len(started)}"
+        workdir.mkdir()
+        args = ["--template", str(template)]
+        if overrides:
+            args += ["--parameter-overrides", *overrides]
+        return await launch_poller(
+            workdir, moto_endpoint, args=args, started=started, wait_ready=wait_ready, env=env
+        )
+
+    yield start
+    for handle in started:
+        handle.kill()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> dict[str, Any]:
+    """boto3 clients on the moto server, by service: what a test uses to feed a template's sources."""
+    return {
+        kind: boto3.client(kind, endpoint_url=moto_endpoint, region_name=REGION)
+        for kind in ("sqs", "kinesis", "dynamodb")
+    }
 
 
 # -- streams -------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "aws_errors",
         "errors",
     },
-    "api": {"api", "state", "observability", "config", "core", "errors"},
+    "api": {"api", "state", "observability", "config", "core", "aws_errors", "errors"},
 }
 """What each layer may import from `poller` (top-level modules `errors`, `aws_errors` are shared
 leaves); `runtime`, `cli` and `demo` are above every layer."""

@@ -71,3 +71,26 @@ def test_repository_functions_are_the_packaged_demo_functions() -> None:
     for code_uri in code_uris:
         assert (ROOT / "mappings" / code_uri).resolve().is_dir(), code_uri
         assert (ROOT / "poller" / "demo" / "mappings" / code_uri).resolve().is_dir(), code_uri
+
+
+def test_the_readme_sam_app_is_the_one_the_demo_runs() -> None:
+    """`poller demo --template` runs the packaged copy of examples/sam-app/ from any directory
+    (DESIGN §1.2, §1.10): both hold the same template and handler code, and the package ships it."""
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+
+    packaged = tree(ROOT / "poller" / "demo" / "sam_app")
+    assert "template.yaml" in packaged
+    assert tree(ROOT / "examples" / "sam-app") == packaged
+    code_uris = re.findall(r"^\s+CodeUri: (\S+)$", packaged["template.yaml"].decode(), re.M)
+    assert code_uris
+    for code_uri in code_uris:
+        assert (ROOT / "examples" / "sam-app" / code_uri).is_dir(), code_uri
+    package_data = (ROOT / "pyproject.toml").read_text()
+    assert '"demo/sam_app/*.yaml", "demo/sam_app/src/*/*"' in package_data
+    assert all(re.fullmatch(r"[^/]+\.yaml|src/[^/]+/[^/]+", name) for name in packaged), sorted(packaged)

@@ -1,0 +1,149 @@
+"""Read a CloudFormation/SAM template: YAML with CloudFormation's short-form tags, or JSON.
+
+Source templates use the short forms (`!Ref Q`, `!GetAtt Q.Arn`, `!Sub …`); `sam build` writes the
+long forms (`Ref:`, `Fn::GetAtt: [Q, Arn]`) (spec functions-and-templates §4.8). Both come out the
+same: every short form becomes its long form, exactly as SAM CLI's own loader turns them
+(`!GetAtt A.B.C` → `["A", "B.C"]`, `!Ref`/`!Condition` without the `Fn::` prefix). Beside the value
+we keep the line of every key, as `poller.config.yaml_lines` does for mapping files, so a problem can
+name the template line; the long form's extra level (`Fn::Sub`) has the line of its tag.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from poller.config.yaml_lines import KeyPath, LineMap, YamlDocument, YamlError
+
+SHORT_FORMS = frozenset(
+    {
+        "Ref",
+        "Condition",
+        "GetAtt",
+        "Sub",
+        "Join",
+        "If",
+        "Select",
+        "Split",
+        "FindInMap",
+        "Equals",
+        "And",
+        "Or",
+        "Not",
+        "Base64",
+        "ImportValue",
+        "GetAZs",
+        "Cidr",
+        "Transform",
+        "ToJsonString",
+        "Length",
+    }
+)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def long_form_key(tag: str) -> str | None:
+    """`!Sub` → `Fn::Sub`, `!Ref` → `Ref`; None for a tag CloudFormation does not define."""
+    name = tag[1:]
+    if name not in SHORT_FORMS:
+        return None
+    return name if name in ("Ref", "Condition") else f"Fn::{name}"
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's tags; nothing else is constructed (no Python objects)."""
+
+
+def _construct_short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    key = long_form_key("!" + suffix)
+    if key is None:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"unknown tag !{suffix}: CloudFormation's are !Ref, !GetAtt, !Sub, …", node.start_mark
+        )
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if key == "Fn::GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {key: value}
+
+
+_TemplateLoader.add_multi_constructor("!", _construct_short_form)
+
+
+def parse_template(text: str, *, json_file: bool = False) -> YamlDocument:
+    """The template's value (short forms in long form) and the line of every key.
+
+    Raises `YamlError` (with a line when known) for anything that is not one well-formed document.
+    JSON is read by the YAML parser (JSON is YAML) so its lines are kept too; a JSON file the YAML
+    parser refuses (a tab where YAML forbids one) is read as plain JSON, without lines.
+    """
+    try:
+        return _parse(text)
+    except YamlError:
+        if not json_file:
+            raise
+    try:
+        return YamlDocument(json.loads(text), LineMap({}))
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise YamlError(f"Invalid JSON: {exc}", line) from exc
+
+
+def _parse(text: str) -> YamlDocument:
+    try:
+        loader = _TemplateLoader(text)
+    except yaml.YAMLError as exc:
+        raise YamlError(f"Invalid YAML: {exc}", None) from exc
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDocument(None, LineMap({}))
+        lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
+        _index(node, (), lines, set())
+        value = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        context = f"{exc.context}: " if exc.context else ""
+        line = mark.line + 1 if mark is not None else None
+        raise YamlError(f"Invalid YAML: {context}{exc.problem or 'malformed YAML'}", line) from exc
+    except yaml.YAMLError as exc:
+        raise YamlError(f"Invalid YAML: {exc}", None) from exc
+    except RecursionError as exc:
+        raise YamlError("Invalid YAML: nested too deeply.", None) from exc
+    finally:
+        loader.dispose()
+    return YamlDocument(value, LineMap(lines))
+
+
+def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int]) -> None:
+    # As poller.config.yaml_lines: an aliased node is indexed once (no "billion laughs"), and a
+    # duplicate key is refused rather than silently overridden.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    tag_key = long_form_key(node.tag) if node.tag.startswith("!") else None
+    if tag_key is not None:
+        path = (*path, tag_key)
+        lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key_path = (*path, str(key_node.value))
+            line = key_node.start_mark.line + 1
+            if key_path in lines:
+                raise YamlError(f"Duplicate key '{key_node.value}' (first on line {lines[key_path]}).", line)
+            lines[key_path] = line
+            _index(value_node, key_path, lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            item_path = (*path, position)
+            lines[item_path] = item.start_mark.line + 1
+            _index(item, item_path, lines, seen)

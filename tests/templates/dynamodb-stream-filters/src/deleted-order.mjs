@@ -1,0 +1,11 @@
+// Sees only REMOVE records: the event source mapping's filter drops the others before invoking.
+export const handler = async (event) => {
+  for (const record of event.Records) {
+    console.log(JSON.stringify({
+      action: 'deleted-order',
+      eventName: record.eventName,
+      id: record.dynamodb.Keys.id.S,
+      lastImage: record.dynamodb.OldImage,
+    }));
+  }
+};
