@@ -263,7 +263,7 @@ def _select(argument: Any, scope: Scope, path: KeyPath) -> Any:
     index, items = resolve(argument[0], scope, (*path, 0)), resolve(argument[1], scope, (*path, 1))
     try:
         position = int(index)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise Unresolved(f"Fn::Select index {index!r} is not a number.", path) from None
     if not isinstance(items, list) or not 0 <= position < len(items):
         raise Unresolved(f"Fn::Select index {position} is out of range.", path)

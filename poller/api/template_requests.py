@@ -120,8 +120,10 @@ def table_request(source: SourceResource) -> dict[str, Any]:
     props = source.properties
     request: dict[str, Any] = {
         "TableName": source.physical_name,
-        "KeySchema": [dict(k) for k in props.get("KeySchema", [])],
-        "AttributeDefinitions": [dict(a) for a in props.get("AttributeDefinitions", [])],
+        # Malformed entries are passed on as they are, for botocore's own parameter check to refuse
+        # as a problem, never turned into a crash here.
+        "KeySchema": _entries(props.get("KeySchema")),
+        "AttributeDefinitions": _entries(props.get("AttributeDefinitions")),
         # CloudFormation's default, as the API's: a table without BillingMode is provisioned.
         "BillingMode": props.get("BillingMode", "PROVISIONED"),
     }
@@ -206,3 +208,10 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return value  # type: ignore[no-any-return]
+
+
+def _entries(value: object) -> list[Any]:
+    """A list property's items, each a dict when it is a mapping; anything else as the template says."""
+    if not isinstance(value, list):
+        return [] if value is None else [value]
+    return [dict(item) if isinstance(item, Mapping) else item for item in value]

@@ -4,7 +4,8 @@ With `aws.endpoint_url` set (LocalStack, moto) a template runs as it would deplo
 source is created with the template's properties (dead-letter queues first, so a redrive policy
 names a real queue), streams are waited for until ACTIVE, and the attributes only the service
 knows (a queue's URL, a table's stream ARN) are read back for the template's `Ref` and `GetAtt`.
-Sources that exist already are looked up, never recreated or changed.
+Sources that exist already are looked up, never recreated; the one change made is at an emulator, where
+a table the template streams but that has no stream gets its stream turned on.
 
 Against real AWS (no endpoint) poller creates nothing: deploying is CloudFormation's job. Each source
 must exist; every missing one is reported once, by logical id and template line, and the mappings

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.template_helpers import config, read
+from poller.api.template_read import read_template
+from tests.unit.template_helpers import ACCOUNT, config, read
 
 QUEUE = "  Good: {Type: AWS::SQS::Queue}\n"
 
@@ -69,6 +70,11 @@ MALFORMED = {
         "Conditions: {A: !Condition B, B: !Condition A}\nResources:\n  Q: {Type: AWS::SQS::Queue, Condition: A}\n",
         "Condition 'A' depends on itself.",
     ),
+    "a select index past any number": (
+        "Resources:\n  M:\n    Type: AWS::Lambda::EventSourceMapping\n"
+        "    Properties: {FunctionName: f, EventSourceArn: !Select [.inf, [a]]}\n",
+        "Fn::Select index inf is not a number.",
+    ),
     "a condition that is no condition": (
         "Conditions: {C: [1]}\nResources:\n",
         "A condition must be Fn::Equals, Fn::And, Fn::Or, Fn::Not or a Condition.",
@@ -83,3 +89,20 @@ def test_malformed_templates_are_problems_and_the_rest_runs(case: str, tmp_path:
     assert any(words in p.message for p in loaded.problems), [str(p) for p in loaded.problems]
     assert all(p.line is not None for p in loaded.problems if words in p.message)
     assert "Good" in {s.logical_id for s in read(tmp_path, text + QUEUE).sources}
+
+
+@pytest.mark.parametrize("case", ["not utf-8", "a directory", "resources a list", "missing"])
+def test_a_file_that_is_no_template_is_one_problem_naming_it(case: str, tmp_path: Path) -> None:
+    """DESIGN §1.10: what cannot be read is reported, by file, never as a traceback."""
+    path = tmp_path / "template.yaml"
+    if case == "not utf-8":
+        path.write_bytes(b"Resources:\n  Q: {Type: AWS::SQS::Queue}\n  \xff\xfe: 1\n")
+    elif case == "a directory":
+        path.mkdir()
+    elif case == "resources a list":
+        path.write_text("Resources: [1, 2]\n")
+    result = read_template(path, parameter_overrides={}, region="us-east-1", account_id=ACCOUNT)
+    (problem,) = result.problems
+    assert problem.severity == "error"
+    assert problem.file == path
+    assert not result.sources

@@ -342,3 +342,14 @@ async def test_a_refused_lookup_is_reported_with_the_aws_error_code_never_raised
         "Could not look up the queue 'orders' (AWS::SQS::Queue) at AWS (AccessDenied: AccessDenied says no)"
         in (problem.message)
     )
+
+
+def test_malformed_table_keys_are_left_for_botocore_to_refuse_not_a_crash() -> None:
+    """DESIGN §3: a key schema of the wrong shape reaches CreateTable as written, whose parameter
+    check turns it into a problem, instead of failing while the request is built."""
+    source = SourceResource(
+        "T", "AWS::DynamoDB::Table", "t", {"KeySchema": {"AttributeName": "id"}, "AttributeDefinitions": [[1, 2]]}
+    )
+    request = table_request(source)
+    assert request["KeySchema"] == [{"AttributeName": "id"}]
+    assert request["AttributeDefinitions"] == [[1, 2]]
