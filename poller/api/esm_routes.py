@@ -15,7 +15,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from poller.api.esm_errors import ApiError, invalid
+from poller.api.esm_errors import ApiError, invalid, server_fault, too_large
 from poller.api.esm_service import EsmService
 from poller.api.esm_sigv4 import check_access
 
@@ -58,7 +58,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 def esm_routes(service: EsmService, access_key_ids: tuple[str, ...]) -> list[web.RouteDef]:
     """The API's routes, every one behind the access check."""
 
-    def guarded(operation: Callable[[web.Request], Awaitable[web.Response]]) -> Handler:
+    def guarded(operation: Callable[[web.Request], Awaitable[web.Response]], name: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 check_access(access_key_ids, request.headers, request.query)
@@ -66,11 +66,12 @@ def esm_routes(service: EsmService, access_key_ids: tuple[str, ...]) -> list[web
             except ApiError as error:
                 log.info("api_refused", path=request.path, method=request.method, code=error.code)
                 return _error(error)
+            except web.HTTPRequestEntityTooLarge:
+                log.info("api_refused", path=request.path, method=request.method, code="TooLarge")
+                return _error(too_large(request.client_max_size, name))
             except Exception as exc:  # never a traceback to the client; AWS's 500 shape instead
                 log.exception("api_error", path=request.path, method=request.method, error=str(exc)[:300])
-                return _error(
-                    ApiError("ServiceException", 500, "Internal error while serving the request.", False)
-                )
+                return _error(server_fault())
 
         return handle
 
@@ -109,14 +110,14 @@ def esm_routes(service: EsmService, access_key_ids: tuple[str, ...]) -> list[web
 
     one = ESM_PATH + "/{UUID}"
     return [
-        web.post(ESM_PATH, guarded(create)),
-        web.post(ESM_PATH + "/", guarded(create)),
-        web.get(ESM_PATH, guarded(list_all), allow_head=False),
-        web.get(ESM_PATH + "/", guarded(list_all), allow_head=False),
-        web.get(one, guarded(get), allow_head=False),
-        web.put(one, guarded(update)),
-        web.delete(one, guarded(delete)),
-        web.get(TAGS_PATH, guarded(list_tags), allow_head=False),
-        web.post(TAGS_PATH, guarded(tag)),
-        web.delete(TAGS_PATH, guarded(untag)),
+        web.post(ESM_PATH, guarded(create, "CreateEventSourceMapping")),
+        web.post(ESM_PATH + "/", guarded(create, "CreateEventSourceMapping")),
+        web.get(ESM_PATH, guarded(list_all, "ListEventSourceMappings"), allow_head=False),
+        web.get(ESM_PATH + "/", guarded(list_all, "ListEventSourceMappings"), allow_head=False),
+        web.get(one, guarded(get, "GetEventSourceMapping"), allow_head=False),
+        web.put(one, guarded(update, "UpdateEventSourceMapping")),
+        web.delete(one, guarded(delete, "DeleteEventSourceMapping")),
+        web.get(TAGS_PATH, guarded(list_tags, "ListTags"), allow_head=False),
+        web.post(TAGS_PATH, guarded(tag, "TagResource")),
+        web.delete(TAGS_PATH, guarded(untag, "UntagResource")),
     ]

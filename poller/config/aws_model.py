@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
-from botocore.model import ListShape, MapShape, Shape, StringShape, StructureShape
+from botocore.model import (
+    ListShape,
+    MapShape,
+    NoShapeFoundError,
+    ServiceModel,
+    Shape,
+    StringShape,
+    StructureShape,
+)
 
 OPERATION = "CreateEventSourceMapping"
 API_VERSION = "2015-03-31"
@@ -53,12 +61,29 @@ def validation_message(texts: Sequence[str]) -> str:
 
 
 @functools.cache
+def _service_model() -> ServiceModel:
+    return botocore.session.Session().get_service_model("lambda", api_version=API_VERSION)
+
+
+@functools.cache
 def request_shape(operation: str = OPERATION) -> StructureShape:
     """The input shape of a Lambda operation in botocore's model (read once per process)."""
-    model = botocore.session.Session().get_service_model("lambda", api_version=API_VERSION)
-    shape = model.operation_model(operation).input_shape
+    shape = _service_model().operation_model(operation).input_shape
     assert isinstance(shape, StructureShape), operation
     return shape
+
+
+@functools.cache
+def error_members(code: str) -> frozenset[str] | None:
+    """The members an error shape of the model declares (`Type`, `Message` or `message`, …), or None
+    for an error the model does not declare."""
+    try:
+        shape = _service_model().shape_for(code)
+    except NoShapeFoundError:
+        return None
+    if not isinstance(shape, StructureShape) or not shape.metadata.get("exception"):
+        return None
+    return frozenset(shape.members)
 
 
 def check_document(document: Mapping[str, Any], shape: StructureShape | None = None) -> list[Violation]:
