@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poller.api.esm_errors import ApiError, conflict, invalid, not_found
+from poller.api.esm_errors import conflict, in_use, invalid, not_found
 from poller.api.esm_shapes import configuration, create_document, updated_document
 from poller.api.esm_store import ApiMappingRecord, ApiMappingStore, load_records
 from poller.config import Location, Problem, ResolvedMapping, Settings, StreamMapping
+from poller.config.aws_model import check_document, request_shape, validation_message
 from poller.config.kafka import servers_overlap
-from poller.config.resolved import KafkaMapping
+from poller.config.resolved import KafkaMapping, UnstartableMapping
 from poller.observability.status import ServiceStatus
 
 FILE_NAMESPACE = uuids.UUID("0b6d3e4c-58a1-4e0c-9a57-5d1c0e7f2a10")
@@ -81,7 +82,8 @@ class EsmService:
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         uuid = str(uuids.uuid4())
         document, tags = create_document(body, uuid)
-        mapping = self._validate(document, uuid)
+        # Tags are stored apart from the document but judged with it by the model (spec §1.6).
+        mapping = self._validate({**document, "Tags": tags}, uuid)
         views = await self._views()
         self._check_conflicts(mapping, uuid, views)
         await self._check_source(mapping)
@@ -120,12 +122,7 @@ class EsmService:
         views = await self._views()
         view = self._own(self._find(views, uuid))
         assert view.record is not None
-        if view.deleting or self._state(view)[0] == "Deleting":
-            raise ApiError(
-                "ResourceInUseException",
-                400,
-                "Cannot update the event source mapping while it is being deleted.",
-            )
+        self._check_not_in_use(view, "update", ("Creating", "Updating", "Deleting"))
         document = updated_document(view.record.document, body)
         mapping = self._validate(document, uuid)
         self._check_conflicts(mapping, uuid, views)
@@ -139,6 +136,7 @@ class EsmService:
 
     async def delete(self, uuid: str) -> dict[str, Any]:
         view = self._own(self._find(await self._views(), uuid))
+        self._check_not_in_use(view, "delete", ("Creating", "Updating"))
         await (await self.rt.open_store()).delete_api_mapping(uuid)
         status = self.rt.status.mappings.get(view.name)
         if status is not None:
@@ -153,6 +151,9 @@ class EsmService:
     async def tag(self, arn: str, tags: object) -> None:
         if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
             raise invalid("Tags must be a map of strings to strings.")
+        violations = check_document({"Tags": tags}, request_shape("TagResource"))
+        if violations:
+            raise invalid(validation_message([violation.text for violation in violations]))
         await self._retag(arn, lambda old: {**old, **tags})
 
     async def untag(self, arn: str, keys: list[str]) -> None:
@@ -210,12 +211,23 @@ class EsmService:
             )
         return view
 
+    def _check_not_in_use(self, view: _View, verb: str, busy: tuple[str, ...]) -> None:
+        """spec §1.1: ResourceInUseException while a change is being applied. A mapping that cannot
+        start (Creating with its failure as the reason) is not busy: it can be fixed or deleted."""
+        status = self.rt.status.mappings.get(view.name)
+        state = "Deleting" if view.deleting else status.state if status is not None else None
+        failing = status is not None and status.state_transition_reason != status.user_reason
+        if state in busy and (state == "Deleting" or not failing):
+            raise in_use(
+                f"Cannot {verb} the event source mapping {view.uuid} while it is in the {state} state; "
+                "try again when the change has been applied."
+            )
+
     def _validate(self, document: Mapping[str, Any], uuid: str) -> ResolvedMapping:
         mapping, problems = self.rt.resolve(document, f"api:{uuid}")
         errors = [problem for problem in problems if problem.severity == "error"]
         if errors:
-            first = errors[0]
-            message = first.message
+            first, message = errors[0], errors[0].message
             if first.field is not None and _GENERIC.match(message):
                 message = f"{first.field}: {message}"
             raise invalid(message)
@@ -274,6 +286,9 @@ class EsmService:
 
     def _state(self, view: _View) -> tuple[str, str, str | None]:
         status = self.rt.status.mappings.get(view.name)
+        deleting = view.deleting or (status is not None and status.state == "Deleting")
+        if isinstance(view.mapping, UnstartableMapping) and not deleting:
+            return "Disabled", view.mapping.reason, None  # spec §1.5: never polls, from its first reply on
         if status is not None:
             return status.state, status.state_transition_reason, status.last_processing_result
         mapping = view.mapping

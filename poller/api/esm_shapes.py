@@ -7,10 +7,12 @@ setting as AWS does, defaults filled per source (spec §1.2, §1.3).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from poller.api.esm_errors import invalid
+from poller.config.mapping import NAME_PATTERN
 from poller.config.resolved import KafkaMapping, ResolvedMapping, SqsMapping, StreamMapping
 
 UPDATE_MEMBERS = frozenset(
@@ -58,6 +60,7 @@ CREATE_MEMBERS = UPDATE_MEMBERS | CREATE_ONLY | {"Tags"}
 _ECHOED = (CREATE_MEMBERS - {"FunctionName", "Enabled", "Tags"}) | {"FilterCriteriaError"}
 """Request members an `EventSourceMappingConfiguration` echoes as they were given."""
 
+_NAME = re.compile(NAME_PATTERN)
 _GROUP_CONFIGS = ("SelfManagedKafkaEventSourceConfig", "AmazonManagedKafkaEventSourceConfig")
 
 
@@ -77,14 +80,16 @@ def _without_removals(document: dict[str, Any]) -> dict[str, Any]:
         if out.get(key) == {}:
             out.pop(key)
     criteria = out.get("FilterCriteria")
-    if isinstance(criteria, dict) and not criteria.get("Filters"):
+    if isinstance(criteria, dict) and criteria.get("Filters") in (None, []):
         out.pop("FilterCriteria")
     if out.get("KMSKeyArn") == "":
         out.pop("KMSKeyArn")
     destination = out.get("DestinationConfig")
-    if isinstance(destination, dict) and not destination.get("OnSuccess"):
+    if isinstance(destination, dict) and destination.get("OnSuccess") is None:
         on_failure = destination.get("OnFailure")
-        if not (isinstance(on_failure, dict) and on_failure.get("Destination")):
+        # Only the removal idiom removes; a value of the wrong type stays for the resolver to refuse.
+        emptied = isinstance(on_failure, dict) and on_failure.get("Destination") in (None, "")
+        if on_failure is None or emptied:
             out.pop("DestinationConfig")
     return out
 
@@ -92,22 +97,28 @@ def _without_removals(document: dict[str, Any]) -> dict[str, Any]:
 def create_document(body: Mapping[str, Any], uuid: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The mapping document and tags of a CreateEventSourceMapping request.
 
-    The mapping's `Name` (metrics, logs, /status) is its `Name` tag if given, else its UUID.
+    The mapping's `Name` (metrics, logs, /status) is its `Name` tag if given and a valid poller Name
+    (DESIGN §1.4), else its UUID: AWS allows tag values such as `my map` that a Name cannot be, and
+    the tag is kept as given either way.
     """
     _unknown(body, CREATE_MEMBERS, "CreateEventSourceMapping")
-    tags = body.get("Tags") or {}
-    if not isinstance(tags, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-    ):
+    tags = body.get("Tags")
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
         raise invalid("Tags must be a map of strings to strings.")
     document = {key: value for key, value in body.items() if key != "Tags"}
     if "Topics" in document:
         # spec §1.2: a Kafka mapping's consumer group defaults to its UUID, whatever its Name.
         key = _GROUP_CONFIGS[1] if "EventSourceArn" in document else _GROUP_CONFIGS[0]
         given = document.get(key)
-        group = given if isinstance(given, dict) else {}
-        document[key] = {**group, "ConsumerGroupId": group.get("ConsumerGroupId") or uuid}
-    return {"Name": tags.get("Name") or uuid, **_without_removals(document)}, dict(tags)
+        if given is None or isinstance(given, dict):  # anything else is the resolver's to refuse
+            group = given or {}
+            document[key] = {**group, "ConsumerGroupId": group.get("ConsumerGroupId") or uuid}
+    name = tags.get("Name")
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        name = uuid
+    return {"Name": name, **_without_removals(document)}, dict(tags)
 
 
 def updated_document(current: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +136,9 @@ def updated_document(current: Mapping[str, Any], body: Mapping[str, Any]) -> dic
         if key not in body:
             continue
         before = current.get(key) or {}
-        given = body[key] if isinstance(body[key], dict) else {}
+        if not isinstance(body[key], dict):
+            continue  # a value of the wrong type stays for the resolver to refuse, never dropped
+        given = body[key]
         old_group = before.get("ConsumerGroupId")
         new_group = given.get("ConsumerGroupId")
         if new_group is not None and new_group != (old_group or current.get("Name")):
@@ -139,7 +152,9 @@ def updated_document(current: Mapping[str, Any], body: Mapping[str, Any]) -> dic
 
 
 def _virtual_hosts(document: Mapping[str, Any]) -> list[object]:
-    items = document.get("SourceAccessConfigurations") or []
+    items = document.get("SourceAccessConfigurations")
+    if not isinstance(items, list):
+        return []  # not a list: the resolver refuses it with the model's message
     return [
         item.get("URI") for item in items if isinstance(item, dict) and item.get("Type") == "VIRTUAL_HOST"
     ]

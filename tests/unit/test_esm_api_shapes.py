@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import botocore.session
+import orjson
 import pytest
+from botocore.awsrequest import HeadersDict
+from botocore.parsers import RestJSONParser
 
-from poller.api.esm_errors import ApiError, invalid
+from poller.api.esm_errors import ApiError, invalid, not_found, server_fault
 from poller.api.esm_service import file_mapping_uuid
 from poller.api.esm_shapes import configuration, create_document, updated_document
 from poller.api.esm_sigv4 import access_key_id, check_access
@@ -52,6 +56,15 @@ def test_the_name_is_the_name_tag_else_the_uuid() -> None:
     )
     assert (document["Name"], tags, "Tags" in document) == ("n", {"Name": "n"}, False)
     assert create_document({"EventSourceArn": QUEUE, "FunctionName": "f"}, UUID)[0]["Name"] == UUID
+
+
+@pytest.mark.parametrize("name", ["my map", "", "-leading", "n" * 129, "é"])
+def test_a_name_tag_that_is_no_poller_name_leaves_the_uuid_as_the_name(name: str) -> None:
+    """DESIGN §1.4, §1.9: AWS allows these tag values; the Name falls back, the tag stays as given."""
+    document, tags = create_document(
+        {"EventSourceArn": QUEUE, "FunctionName": "f", "Tags": {"Name": name}}, UUID
+    )
+    assert (document["Name"], tags) == (UUID, {"Name": name})
 
 
 def test_a_kafka_consumer_group_defaults_to_the_uuid_not_the_name() -> None:
@@ -102,20 +115,21 @@ def test_stream_reply_has_aws_defaults() -> None:
     )
 
 
-def test_kafka_reply_defaults_the_consumer_group_to_the_name() -> None:
-    """spec §1.2: self-managed Kafka echoes its servers, Topics and a ConsumerGroupId (the UUID)."""
-    got = reply(
-        {
-            "Name": UUID,
-            "FunctionName": "f",
-            "Topics": ["orders"],
-            "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["b:9092"]}},
-            "SourceAccessConfigurations": [
-                {"Type": "BASIC_AUTH", "URI": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
-            ],
-        }
-    )
-    assert got["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": UUID}
+def test_kafka_reply_echoes_the_group_a_file_gets_from_its_name_and_the_api_from_the_uuid() -> None:
+    """spec §1.2: self-managed Kafka echoes its servers, Topics and a ConsumerGroupId: a file-defined
+    mapping's defaults to its Name (DESIGN §1.4), an API-made one's to its UUID (the Name tag aside)."""
+    request = {
+        "FunctionName": "f",
+        "Topics": ["orders"],
+        "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["b:9092"]}},
+        "SourceAccessConfigurations": [
+            {"Type": "BASIC_AUTH", "URI": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+        ],
+    }
+    got = reply({"Name": "orders-consumer", **request})
+    assert got["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "orders-consumer"}
+    document, _ = create_document({**request, "Tags": {"Name": "orders-consumer"}}, UUID)
+    assert reply(document)["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": UUID}
     assert (got["Topics"], got["StartingPosition"], "EventSourceArn" in got) == (
         ["orders"],
         "TRIM_HORIZON",
@@ -164,6 +178,43 @@ def test_create_only_members_are_refused_on_update(body: dict[str, object]) -> N
     ] == ["t"]
 
 
+@pytest.mark.parametrize("count", ["1 validation error", "2 validation errors", "12 validation errors"])
+def test_every_model_validation_message_is_a_validation_exception(count: str) -> None:
+    """spec §1.6: one or several model violations alike (`N validation errors detected`)."""
+    error = invalid(f"{count} detected: Value 'k' at 'kMSKeyArn' failed to satisfy constraint: ...")
+    assert (error.code, "Type" in error.body()) == ("ValidationException", False)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (not_found(), 404),
+        (ApiError("ResourceInUseException", 400, "busy"), 400),
+        (server_fault(), 500),
+        (invalid("Unrecognized event source."), 400),
+        (ApiError("ResourceConflictException", 409, "taken"), 409),
+    ],
+)
+def test_error_bodies_fill_the_members_botocores_model_declares(error: ApiError, status: int) -> None:
+    """boto3 fills `response["Message"]` / `["message"]` and `["Type"]` from the body only under the
+    member names of the error's shape in botocore's lambda model, as it parses Lambda's own errors."""
+    model = botocore.session.get_session().get_service_model("lambda")
+    response = {
+        "status_code": status,
+        "headers": HeadersDict({"x-amzn-ErrorType": error.code}),
+        "body": orjson.dumps(error.body()),
+    }
+    parser = RestJSONParser()
+    parsed = parser.parse(response, model.operation_model("GetEventSourceMapping").output_shape)
+    shape = model.shape_for_error_code(error.code)
+    assert shape is not None
+    parsed.update(parser.parse(response, shape))
+    assert parsed["Error"] == {"Code": error.code, "Message": error.message}
+    message_member = "Message" if "Message" in shape.members else "message"
+    assert parsed[message_member] == error.message
+    assert parsed["Type"] == ("Service" if status == 500 else "User")
+
+
 def test_validation_exception_is_kept_apart() -> None:
     """spec §1.6: an enum violation is ValidationException (no Type); a missing StartingPosition is not."""
     enum = invalid(
@@ -195,7 +246,9 @@ def test_sigv4_access_key_ids() -> None:
 
 
 def test_file_mapping_uuids_are_stable() -> None:
-    assert file_mapping_uuid("orders") == file_mapping_uuid("orders") != file_mapping_uuid("payments")
+    """DESIGN §1.9: uuid5 of the Name, the same in every release, restart and replica."""
+    assert file_mapping_uuid("orders") == "55c1254f-e22e-5556-95c8-a7fe35badd63"
+    assert file_mapping_uuid("payments") == "ee9cb9b8-7838-5e5f-8222-42937c522d2a"
 
 
 async def test_sqlite_keeps_api_mappings(tmp_path: Path) -> None:
