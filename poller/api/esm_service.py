@@ -122,10 +122,10 @@ class EsmService:
         views = await self._views()
         view = self._own(self._find(views, uuid))
         assert view.record is not None
-        self._check_not_in_use(view, "update", ("Creating", "Updating", "Deleting"))
         document = updated_document(view.record.document, body)
         mapping = self._validate(document, uuid)
         self._check_conflicts(mapping, uuid, views)
+        self._check_not_in_use(view, "update", ("Creating", "Updating", "Deleting"))  # a bad request first
         await self._check_source(mapping)
         record = dataclasses.replace(view.record, document=document, last_modified=self.rt.wall())
         await (await self.rt.open_store()).put_api_mapping(uuid, record.to_json())

@@ -90,6 +90,9 @@ async def test_update_and_delete_while_creating_or_updating_are_in_use() -> None
         error = await refused(call)
         assert (error.code, error.status) == ("ResourceInUseException", 400)
         assert "while it is in the Creating state" in error.message
+    # A request that is wrong in itself is refused for that, whatever the state.
+    invalid = await refused(service.update(uuid, {"BatchSize": 50}))
+    assert invalid.message.startswith("Maximum batch window in seconds must be greater than 0")
     shown.running()
     shown.transition("Updating")
     error = await refused(service.update(uuid, {"BatchSize": 6}))
