@@ -116,12 +116,8 @@ async def test_the_store_is_applied_through_the_reload_path(tmp_path: Path) -> N
         assert h.pool.active["api-1"].task is first_task
 
         store.put("api-1", BatchSize=5, Enabled=False)
-        applying = asyncio.create_task(api.sync())
-        await wait_until(
-            lambda: h.status.mappings["api-1"].state in ("Disabling", "Disabled"), what="Disabling"
-        )
-        await applying
-        assert h.status.mappings["api-1"].state == "Disabled"
+        # spec §1.5: Disabling is shown while the mapping drains, then Disabled.
+        assert await states_while(h, api) == ["Disabling", "Disabled"]
         assert "api-1" not in h.pool.active
 
         store.put("api-1", BatchSize=7)
