@@ -125,8 +125,8 @@ class EsmService:
         document = updated_document(view.record.document, body)
         mapping = self._validate(document, uuid)
         self._check_conflicts(mapping, uuid, views)
-        self._check_not_in_use(view, "update", ("Creating", "Updating", "Deleting"))  # a bad request first
         await self._check_source(mapping)
+        self._check_not_in_use(view, "update", ("Creating", "Updating", "Deleting"))  # a bad request first
         record = dataclasses.replace(view.record, document=document, last_modified=self.rt.wall())
         await (await self.rt.open_store()).put_api_mapping(uuid, record.to_json())
         self._known[uuid] = record

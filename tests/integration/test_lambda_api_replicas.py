@@ -22,6 +22,17 @@ def batch_size(poller: PollerProcess, uuid: str) -> int | None:
         return None
 
 
+def restarts(poller: PollerProcess, name: str) -> int:
+    """How often this replica restarted the mapping to apply a change (its own log)."""
+    return len(
+        [
+            line
+            for line in poller.logs()
+            if line.get("event") == "mapping_restarting" and line.get("mapping") == name
+        ]
+    )
+
+
 async def test_a_change_through_one_replica_reaches_the_other(
     make_queue: Any, moto_endpoint: str, tmp_path: Path
 ) -> None:
@@ -45,13 +56,17 @@ async def test_a_change_through_one_replica_reaches_the_other(
         )
         assert status_states(first).get("shared") == "Enabled"
 
+        assert restarts(first, "shared") == 0
         lambda_client(second).update_event_source_mapping(UUID=uuid, BatchSize=7)
+        # The first replica's own running mapping, not the shared store: it drains and restarts it
+        # with the change (hot reload's path), then runs it again.
         await wait_until(
-            lambda: batch_size(first, uuid) == 7, timeout=30, what="the update seen by the first"
+            lambda: restarts(first, "shared") == 1, timeout=30, what="the first replica applies the update"
         )
         await wait_until(
             lambda: status_states(first).get("shared") == "Enabled", timeout=30, what="restarted on the first"
         )
+        assert batch_size(first, uuid) == 7
 
         lambda_client(first).delete_event_source_mapping(UUID=uuid)
         await wait_until(

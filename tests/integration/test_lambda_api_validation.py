@@ -117,7 +117,7 @@ async def test_duplicates_name_the_existing_uuid(start_poller: StartPoller, make
 
 
 async def test_the_source_is_checked_as_aws_checks_it(
-    start_poller: StartPoller, make_queue: Any, make_stream: Any
+    start_poller: StartPoller, make_queue: Any, make_stream: Any, sqs: Any
 ) -> None:
     """spec §1.6: a missing queue or stream, and a queue whose visibility timeout is shorter than the
     function's timeout (3 s by default), are refused on create; the timeout again on update."""
@@ -141,6 +141,49 @@ async def test_the_source_is_checked_as_aws_checks_it(
             client.create_event_source_mapping(EventSourceArn=arn, FunctionName=FUNCTION, **position)
         assert caught.value.response["Error"]["Message"] == message
     assert client.list_event_source_mappings()["EventSourceMappings"] == []
+
+    queue = make_queue(visibility=5)
+    uuid = client.create_event_source_mapping(EventSourceArn=queue.arn, FunctionName=FUNCTION)["UUID"]
+    sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"VisibilityTimeout": "2"})
+    with pytest.raises(invalid) as caught:
+        client.update_event_source_mapping(UUID=uuid, BatchSize=5)
+    assert caught.value.response["Error"]["Message"] == (
+        "Queue visibility timeout: 2 seconds is less than Function timeout: 3 seconds"
+    )
+    assert client.get_event_source_mapping(UUID=uuid)["BatchSize"] == 10
+
+
+async def test_unknown_uuids_and_unstartable_sources_through_boto3(start_poller: StartPoller) -> None:
+    """spec §1.6: an unknown UUID is ResourceNotFoundException on update and delete, with the model's
+    `Message` filled; spec §1.5: an Amazon MQ mapping (never polled) is Disabled with the reason from
+    its create reply on."""
+    poller = await start_poller([])
+    client = lambda_client(poller)
+    unknown = "5d9a3e0e-1b2c-4d5e-8f90-123456789abc"
+    for call in (
+        lambda: client.update_event_source_mapping(UUID=unknown, BatchSize=5),
+        lambda: client.delete_event_source_mapping(UUID=unknown),
+    ):
+        with pytest.raises(client.exceptions.ResourceNotFoundException) as caught:
+            call()
+        response = caught.value.response
+        assert (response["Message"], response["Type"]) == (
+            "The resource you requested does not exist.",
+            "User",
+        )
+    created = client.create_event_source_mapping(
+        EventSourceArn=f"arn:aws:mq:{REGION}:{ACCOUNT}:broker:orders:b-0b4c8e9a-1",
+        FunctionName=FUNCTION,
+        Queues=["orders"],
+        SourceAccessConfigurations=[
+            {"Type": "BASIC_AUTH", "URI": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:mq"}
+        ],
+    )
+    got = client.get_event_source_mapping(UUID=created["UUID"])
+    for reply in (created, got):
+        assert reply["State"] == "Disabled"
+        assert reply["StateTransitionReason"].startswith("ESM_CONFIG_NOT_VALID: Poller ")
+        assert "does not read Amazon MQ brokers yet" in reply["StateTransitionReason"]
 
 
 async def test_replies_fill_each_source_defaults_as_aws(start_poller: StartPoller, make_stream: Any) -> None:
