@@ -19,6 +19,10 @@ the function last returned for it and the shard; the function must answer with a
 - the shard ends (spec §8: no resharding support, child shards start fresh);
 - the state the function returned exceeds `STATE_LIMIT_BYTES`: the window is terminated early
   (`isWindowTerminatedEarly: true`), and the window's later records open a fresh instance of it.
+  The oversized state is never sent: a batch's 6 MB budget reserves only `STATE_LIMIT_BYTES` for
+  the state, so the invocations still due in that batch (a partial response's remainder, a bisected
+  half) and the final invocation carry the last state the function returned within the limit
+  (`{}` if none was).
 """
 
 from __future__ import annotations
@@ -252,13 +256,18 @@ class WindowTracker:
 
     def invoked(self, state: bytes | None) -> None:
         """One invocation of the open window came back; `state` is what it returned when it did not
-        fail (carried to the next invocation of the window), None when it failed (state unchanged)."""
+        fail (carried to the next invocation of the window), None when it failed (state unchanged).
+
+        A state over the limit terminates the window early and is dropped: the state kept is the last
+        one within the limit, so no later event of the window exceeds the 6 MB its batch was cut for."""
         opened = self._require_open()
         opened.invocations += 1
-        if state is not None:
+        if state is None:
+            return
+        if len(state) > self.state_limit_bytes:
+            opened.terminated_early = True
+        else:
             opened.state = state
-            if len(state) > self.state_limit_bytes:
-                opened.terminated_early = True
 
     def invocation(self, shard_id: str, event_source_arn: str, *, final: bool) -> WindowInvocation:
         opened = self._require_open()

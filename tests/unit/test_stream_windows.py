@@ -18,14 +18,17 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from poller.core.batching import MAX_PAYLOAD_BYTES
 from poller.core.clock import SystemClock
 from poller.core.outcome import FunctionFailed, InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
+from poller.core.stream_retry_types import StreamRecordRef
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus
 from poller.sources.streams import StreamSource
+from poller.sources.streams.api import StreamItem
 from poller.state import SqliteCheckpointStore
 from tests.unit.stream_mappings import ARN
 from tests.unit.stream_mappings import kinesis_mapping as mapping
@@ -226,7 +229,8 @@ async def test_a_response_without_state_is_a_failure_retried_per_the_policy(
 
 async def test_state_over_1_mb_terminates_the_window_early(run_windows: Callable[..., Any]) -> None:
     """spec §8: state max 1 MB per shard; exceeding it terminates the window early: a final
-    invocation with isWindowTerminatedEarly, and the window's later records start with fresh state."""
+    invocation with isWindowTerminatedEarly carrying the last state within the limit (the oversized
+    one is never sent), and the window's later records start with fresh state."""
 
     def reply(event: dict[str, Any]) -> InvokeOutcome:
         if 1 in sequences(event):
@@ -239,12 +243,52 @@ async def test_state_over_1_mb_terminates_the_window_early(run_windows: Callable
     first_final, second_final = running.target.finals()
     assert first_final["isWindowTerminatedEarly"] is True
     assert first_final["Records"] == []
-    assert len(first_final["state"]["big"]) == 1024 * 1024
+    assert first_final["state"] == {}
     after = [e for e in running.target.events if sequences(e) == [2]]
     assert after[0]["state"] == {}
     assert after[0]["window"] == first_final["window"]
     assert second_final["isWindowTerminatedEarly"] is False
     assert second_final["state"] == {"count": 1}
+
+
+def big_item(sequence: int, arrival: float, size: int) -> StreamItem:
+    record = {"kinesis": {"sequenceNumber": str(sequence), "data": "x" * size}, "eventSource": "aws:kinesis"}
+    encoded = orjson.dumps(record)
+    return StreamItem(StreamRecordRef(str(sequence), arrival, len(encoded) + 1), record, encoded, "k")
+
+
+async def test_a_5_mb_state_is_never_sent_so_every_event_stays_within_6_mb(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §8 (state max 1 MB; exceeding it terminates the window early), §2 (6 MB payload): a
+    batch is cut leaving 1 MB for the state. A 5 MB state returned with a partial response is not
+    carried into the remainder's retry nor into the final invocation: both get the last state within
+    the limit, and every event stays within 6 MB."""
+    mb = 1024 * 1024
+    five_mb = orjson.dumps({"state": {"big": "x" * (5 * mb)}, "batchItemFailures": [{"itemIdentifier": "2"}]})
+
+    def reply(event: dict[str, Any]) -> InvokeOutcome:
+        if sequences(event) == [1, 2, 3]:
+            return Succeeded(five_mb)
+        return counting(event)
+
+    sizes: list[int] = []
+
+    class Sizing(WindowTarget):
+        async def invoke(self, payload: bytes) -> InvokeOutcome:
+            sizes.append(len(payload))
+            return await super().invoke(payload)
+
+    records = [big_item(n, BASE + n, 1_600_000) for n in (1, 2, 3)]
+    api = StreamDouble(records, max_read_records=3)
+    running = await run_windows(api, Sizing(reply), report_batch_item_failures=True, batch_size=3)
+    await wait_until(lambda: len(running.target.finals()) >= 1, timeout=10, what="the final invocation")
+    events = running.target.events
+    assert [sequences(e) for e in events] == [[1, 2, 3], [2, 3], []]
+    assert [e["state"] for e in events] == [{}, {}, {"count": 2}]
+    assert events[-1]["isWindowTerminatedEarly"] is True
+    assert max(sizes) <= MAX_PAYLOAD_BYTES
+    assert await _eventually(running.checkpoint, "3")
 
 
 async def test_a_closed_shard_closes_its_window_at_its_end(run_windows: Callable[..., Any]) -> None:

@@ -259,6 +259,8 @@ def test_state_over_1_mb_terminates_the_window_early() -> None:
     assert not tracker.belongs_to_open(ref(2, START + 3))
     final = tracker.invocation("s", "arn", final=True)
     assert (final.final, final.terminated_early) == (True, True)
+    # The oversized state is dropped: the final invocation carries the last one within the limit.
+    assert final.state == b'{"a":"' + b"x" * 90 + b'"}'
     assert tracker.invocation("s", "arn", final=False).terminated_early is False  # only the final says so
     tracker.closed()
     tracker.take([ref(2, START + 3)])
