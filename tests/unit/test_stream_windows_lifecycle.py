@@ -5,6 +5,8 @@ stream double and fixture as test_stream_windows.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,12 +17,13 @@ from poller.core.batching import MAX_PAYLOAD_BYTES
 from poller.core.clock import ManualClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.stream_retry_types import StreamRecordRef
-from poller.sources.streams.api import ReadResult, ReadThrottled, StreamItem
+from poller.sources.streams.api import AfterSequence, ReadResult, ReadThrottled, StartAt, StreamItem
 from tests.unit.test_stream_reader import StreamDouble, item
 from tests.unit.test_stream_windows import (
     BASE,
     WindowTarget,
     _eventually,
+    _iso,
     counting,
     run_windows,
     sequences,
@@ -70,6 +73,45 @@ async def test_a_5_mb_state_is_never_sent_so_every_event_stays_within_6_mb(
     assert events[-1]["isWindowTerminatedEarly"] is True
     assert max(sizes) <= MAX_PAYLOAD_BYTES
     assert await _eventually(running.checkpoint, "3")
+
+
+async def test_a_lease_moving_mid_window_abandons_it_and_the_next_worker_starts_it_with_empty_state(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §8 (state per shard; records may be reprocessed, at least once): the scheduler cancels a
+    shard's worker when its lease moves. The open window is abandoned: the checkpoint stays before
+    it, the open-window gauge goes back to 0, and the next worker reads the window again from its
+    first record with state {}."""
+    gate = asyncio.Event()
+
+    class Gated(StreamDouble):
+        async def iterator(self, shard_id: str, start: StartAt) -> str:
+            if self.iterators:  # the next worker waits until the test has looked
+                await gate.wait()
+            return await super().iterator(shard_id, start)
+
+    now = time.time()  # records 2 and 3: a window that is still open
+    api = Gated([item(1, BASE + 1), item(2, now), item(3, now)])
+    running = await run_windows(api, WindowTarget())
+    await wait_until(lambda: [2, 3] in [sequences(e) for e in running.target.events], timeout=10)
+    await wait_until(lambda: running.metric(OPEN_GAUGE) == 1, timeout=5, what="the window open")
+    assert await _eventually(running.checkpoint, "1")  # the earlier window closed: stored
+    worker = running.source.running["shard-0"]
+    worker.cancel()  # what ShardScheduler._stop_shard does on a lost lease
+    await asyncio.wait({worker})
+    assert await running.checkpoint() == "1"
+    assert running.metric(OPEN_GAUGE) == 0
+    assert "shard-0" not in running.status.positions
+    gate.set()
+    await wait_until(
+        lambda: [sequences(e) for e in running.target.events].count([2, 3]) == 2, timeout=10, what="re-read"
+    )
+    again = [e for e in running.target.events if sequences(e) == [2, 3]][1]
+    assert again["state"] == {}
+    assert api.iterators[-1] == AfterSequence("1")
+    await wait_until(lambda: running.status.positions.get("shard-0", {}).get("TumblingWindow") is not None)
+    assert running.metric(OPEN_GAUGE) == 1
+    assert running.target.finals()[-1]["window"]["start"] == _iso(BASE)  # the open one never closed
 
 
 @pytest.mark.parametrize("reads", ["empty", "failing"])
