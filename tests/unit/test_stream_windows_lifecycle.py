@@ -17,7 +17,9 @@ from poller.core.batching import MAX_PAYLOAD_BYTES
 from poller.core.clock import ManualClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.stream_retry_types import StreamRecordRef
+from poller.sources.streams import scheduler as scheduler_module
 from poller.sources.streams.api import AfterSequence, ReadResult, ReadThrottled, StartAt, StreamItem
+from poller.sources.streams.shard import ShardWorker
 from tests.unit.test_stream_reader import StreamDouble, item
 from tests.unit.test_stream_windows import (
     BASE,
@@ -149,3 +151,45 @@ async def test_a_window_without_new_records_closes_after_the_idle_time_on_the_cl
     assert final_at == [BASE + 130]  # the last record was read at BASE+100
     assert running.target.finals()[0]["state"] == {"count": 2}
     assert await _eventually(running.checkpoint, "2")
+
+
+async def test_dynamodb_is_caught_up_only_after_two_empty_reads_in_a_row(
+    run_windows: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec §8, §5.2: DynamoDB Streams says nothing of how far behind a read is, and one empty page
+    can come while catching up from TRIM_HORIZON; a window whose end has passed must not close on it
+    (its later records would start over). Only two empty reads in a row count as caught up."""
+    workers: list[ShardWorker] = []
+
+    class Recorded(ShardWorker):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            workers.append(self)
+
+    monkeypatch.setattr(scheduler_module, "ShardWorker", Recorded)
+    gate = asyncio.Event()
+
+    class DynamoDouble(StreamDouble):
+        """Read 0: records 1-2; read 1: an empty page mid-stream; read 2: record 3 (held until the
+        test has looked); then empty pages. No behind figure, as DynamoDB Streams."""
+
+        async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
+            self.reads += 1
+            if self.reads == 2:
+                return ReadResult([], iterator, None)
+            if self.reads == 3:
+                await gate.wait()
+            after = int(iterator)
+            batch = [r for r in self.records if int(r.ref.sequence_number) > after][:limit]
+            return ReadResult(batch, batch[-1].ref.sequence_number if batch else iterator, None)
+
+    api = DynamoDouble([item(1, BASE + 1), item(2, BASE + 2), item(3, BASE + 3)], max_read_records=2)
+    running = await run_windows(api, WindowTarget())
+    await wait_until(lambda: api.reads >= 3, timeout=10, what="the read after the empty page")
+    [worker] = workers
+    assert worker.caught_up_at is None
+    gate.set()
+    await wait_until(lambda: worker.caught_up_at is not None, timeout=10, what="two empty reads")
+    await wait_until(lambda: len(running.target.finals()) == 1, timeout=10, what="the final invocation")
+    assert [sequences(e) for e in running.target.events] == [[1, 2], [3], []]
+    assert running.target.finals()[0]["state"] == {"count": 3}
