@@ -13,6 +13,9 @@ the function last returned for it and the shard; the function must answer with a
 
 - a record of a later window is read: nothing more of this one can follow (records of a shard
   arrive in order);
+- a record of an *earlier* window is read (arrival times are the stream's approximate stamps, so a
+  shard's order and theirs can disagree): the open window is closed with its final invocation first,
+  and the record opens its own window with fresh state, so states are never mixed;
 - the window's end has passed and a read that started after it found the shard caught up;
 - the window's end has passed and no new record has been read for `IDLE_CLOSE_SECONDS` (spec §8:
   "if no new records arrive, Lambda waits up to 2 minutes"), e.g. while reads keep failing;
@@ -179,6 +182,7 @@ def window_classifier(
 
 class CloseReason(StrEnum):
     LATER_RECORD = "later_record"
+    EARLIER_RECORD = "earlier_record"
     CAUGHT_UP = "caught_up"
     IDLE = "idle"
     SHARD_END = "shard_end"
@@ -240,6 +244,15 @@ class WindowTracker:
         A window terminated early still lets nothing more in: its records open a fresh instance."""
         opened = self.open
         return opened is not None and not opened.terminated_early and opened.window == self.window_for(record)
+
+    def close_reason_for(self, record: StreamRecordRef) -> CloseReason:
+        """Why the open window closes before `record`, which does not belong to it."""
+        opened = self._require_open()
+        if opened.terminated_early:
+            return CloseReason.STATE_LIMIT
+        if self.window_for(record) < opened.window:
+            return CloseReason.EARLIER_RECORD
+        return CloseReason.LATER_RECORD
 
     def take(self, records: Sequence[StreamRecordRef]) -> OpenWindow:
         """A batch of one window is about to be processed: open its window if none is, and count it."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from poller.core.batching import MAX_PAYLOAD_BYTES
 from poller.core.clock import ManualClock
@@ -23,6 +24,7 @@ from poller.sources.streams.shard import ShardWorker
 from tests.unit.test_stream_reader import StreamDouble, item
 from tests.unit.test_stream_windows import (
     BASE,
+    WINDOW,
     WindowTarget,
     _eventually,
     _iso,
@@ -193,3 +195,29 @@ async def test_dynamodb_is_caught_up_only_after_two_empty_reads_in_a_row(
     await wait_until(lambda: len(running.target.finals()) == 1, timeout=10, what="the final invocation")
     assert [sequences(e) for e in running.target.events] == [[1, 2], [3], []]
     assert running.target.finals()[0]["state"] == {"count": 3}
+
+
+async def test_a_record_of_an_earlier_window_closes_the_open_one_first_and_starts_fresh(
+    run_windows: Callable[..., Any],
+) -> None:
+    """spec §8 (every record belongs to exactly one window; state never mixed): arrival stamps are
+    approximate, so a shard can hold a record of an earlier window after a later one's. The open
+    window gets its final invocation first (logged as `earlier_record`), then the earlier window's
+    records are invoked from state {}."""
+    api = StreamDouble([item(1, BASE + WINDOW + 1), item(2, BASE + 1), item(3, BASE + 2)])
+    with capture_logs() as logs:
+        running = await run_windows(api, WindowTarget())
+        await wait_until(lambda: len(running.target.finals()) == 2, timeout=10, what="two final invocations")
+        assert await _eventually(running.checkpoint, "3")
+    events = running.target.events
+    assert [(e["window"]["start"], sequences(e), e["state"]) for e in events] == [
+        (_iso(BASE + WINDOW), [1], {}),
+        (_iso(BASE + WINDOW), [], {"count": 1}),
+        (_iso(BASE), [2, 3], {}),
+        (_iso(BASE), [], {"count": 2}),
+    ]
+    closed = [entry for entry in logs if entry["event"] == "window_closed"]
+    assert [(c["window_start"], c["reason"]) for c in closed] == [
+        (_iso(BASE + WINDOW), "earlier_record"),
+        (_iso(BASE), "caught_up"),
+    ]

@@ -117,8 +117,9 @@ class WindowLane(Lane):
         opened = tracker.open
         self.carry = head
         if opened is not None and not tracker.belongs_to_open(head.item.ref):
-            reason = CloseReason.STATE_LIMIT if opened.terminated_early else CloseReason.LATER_RECORD
-            return await self._close(reason)
+            # A later window's record, an earlier one's (see `poller.core.tumbling_window`), or the open
+            # window was terminated early: it closes first, and the record opens its own, with `{}`.
+            return await self._close(tracker.close_reason_for(head.item.ref))
         batch = await self._gather()
         if batch is None:
             return False
