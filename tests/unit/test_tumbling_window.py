@@ -268,7 +268,8 @@ def test_state_over_1_mb_terminates_the_window_early() -> None:
 
 
 def test_open_window_status_shows_bounds_invocations_and_state_size() -> None:
-    """Issue 17: /status shows each shard's open window."""
+    """spec §8 (the open window, its invocations and state against the 1 MB limit), shown per shard
+    as DESIGN §1.6 asks of /status (per shard position)."""
     tracker = WindowTracker(120)
     tracker.take([ref(1, START + 70)])
     tracker.invoked(b'{"n":1}')
