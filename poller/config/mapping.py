@@ -177,7 +177,8 @@ class RawMapping(_AwsShape):
     function_response_types: tuple[str, ...] = ()
     filter_criteria: FilterCriteria | None = None
     destination_config: DestinationConfig | None = None
-    tumbling_window_in_seconds: Annotated[int, Field(ge=0, le=900)] | None = None
+    tumbling_window_in_seconds: int | None = None
+    """0-900 (0: off) is checked by the botocore model (`aws_model`), so it is refused in AWS's words."""
     scaling_config: ScalingConfig | None = None
     provisioned_poller_config: ProvisionedPollerConfig | None = None
     topics: tuple[str, ...] | None = None

@@ -13,12 +13,19 @@ the function last returned for it and the shard; the function must answer with a
 
 - a record of a later window is read: nothing more of this one can follow (records of a shard
   arrive in order);
+- a record of an *earlier* window is read (arrival times are the stream's approximate stamps, so a
+  shard's order and theirs can disagree): the open window is closed with its final invocation first,
+  and the record opens its own window with fresh state, so states are never mixed;
 - the window's end has passed and a read that started after it found the shard caught up;
 - the window's end has passed and no new record has been read for `IDLE_CLOSE_SECONDS` (spec §8:
   "if no new records arrive, Lambda waits up to 2 minutes"), e.g. while reads keep failing;
 - the shard ends (spec §8: no resharding support, child shards start fresh);
 - the state the function returned exceeds `STATE_LIMIT_BYTES`: the window is terminated early
   (`isWindowTerminatedEarly: true`), and the window's later records open a fresh instance of it.
+  The oversized state is never sent: a batch's 6 MB budget reserves only `STATE_LIMIT_BYTES` for
+  the state, so the invocations still due in that batch (a partial response's remainder, a bisected
+  half) and the final invocation carry the last state the function returned within the limit
+  (`{}` if none was).
 """
 
 from __future__ import annotations
@@ -175,6 +182,7 @@ def window_classifier(
 
 class CloseReason(StrEnum):
     LATER_RECORD = "later_record"
+    EARLIER_RECORD = "earlier_record"
     CAUGHT_UP = "caught_up"
     IDLE = "idle"
     SHARD_END = "shard_end"
@@ -237,6 +245,15 @@ class WindowTracker:
         opened = self.open
         return opened is not None and not opened.terminated_early and opened.window == self.window_for(record)
 
+    def close_reason_for(self, record: StreamRecordRef) -> CloseReason:
+        """Why the open window closes before `record`, which does not belong to it."""
+        opened = self._require_open()
+        if opened.terminated_early:
+            return CloseReason.STATE_LIMIT
+        if self.window_for(record) < opened.window:
+            return CloseReason.EARLIER_RECORD
+        return CloseReason.LATER_RECORD
+
     def take(self, records: Sequence[StreamRecordRef]) -> OpenWindow:
         """A batch of one window is about to be processed: open its window if none is, and count it."""
         if not records:
@@ -252,13 +269,18 @@ class WindowTracker:
 
     def invoked(self, state: bytes | None) -> None:
         """One invocation of the open window came back; `state` is what it returned when it did not
-        fail (carried to the next invocation of the window), None when it failed (state unchanged)."""
+        fail (carried to the next invocation of the window), None when it failed (state unchanged).
+
+        A state over the limit terminates the window early and is dropped: the state kept is the last
+        one within the limit, so no later event of the window exceeds the 6 MB its batch was cut for."""
         opened = self._require_open()
         opened.invocations += 1
-        if state is not None:
+        if state is None:
+            return
+        if len(state) > self.state_limit_bytes:
+            opened.terminated_early = True
+        else:
             opened.state = state
-            if len(state) > self.state_limit_bytes:
-                opened.terminated_early = True
 
     def invocation(self, shard_id: str, event_source_arn: str, *, final: bool) -> WindowInvocation:
         opened = self._require_open()

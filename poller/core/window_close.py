@@ -11,10 +11,12 @@ fails the shard waits, under the normal retry policy (spec §5.2):
 - a throttle or an unreachable function backs off without consuming an attempt;
 - a function error (or a response without `state`) consumes one; beyond `MaximumRetryAttempts`
   (-1: never) the window is given up with `RetryAttemptsExhausted`;
-- after a failed attempt, once the window's newest record is older than `MaximumRecordAgeInSeconds`
-  (or the stream's retention), the window is given up with `RecordAgeExceeded`. The first attempt
-  is always made: a window is usually longer than the record age, so judging it before would
-  discard windows that never failed.
+- after a failed attempt or a throttle, once the window's newest record is older than
+  `MaximumRecordAgeInSeconds` (or the stream's retention), the window is given up with
+  `RecordAgeExceeded` (spec §4.1, §5.2: throttles do not consume attempts, but records still
+  expire, so a function throttled forever does not hold the shard forever). The first attempt is
+  always made: a window is usually longer than the record age, so judging it before would discard
+  windows that never failed.
 
 Giving up sends one on-failure record describing the window's records (first to last) and then
 checkpoints past them, as a discarded batch is (spec §5.2, §6.2).
@@ -74,7 +76,7 @@ class FinalInvokeProcess:
             return Done((), ())
         age_limit = self._age_limit
         if (
-            self._attempts
+            (self._attempts or self._throttles)
             and age_limit is not None
             and now_epoch - self.window.last.arrival_epoch_seconds > age_limit
         ):

@@ -472,13 +472,22 @@ def test_tumbling_window_zero_means_off(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("901", "Input should be less than or equal to 900"),
-        ("-1", "Input should be greater than or equal to 0"),
+        (
+            "901",
+            "1 validation error detected: Value '901' at 'tumblingWindowInSeconds' failed to satisfy "
+            "constraint: Member must have value less than or equal to 900",
+        ),
+        (
+            "-1",
+            "1 validation error detected: Value '-1' at 'tumblingWindowInSeconds' failed to satisfy "
+            "constraint: Member must have value greater than or equal to 0",
+        ),
         ("1.5", "Input should be a valid integer, got a number with a fractional part"),
     ],
 )
 def test_tumbling_window_outside_the_api_range_is_refused(tmp_path: Path, value: str, message: str) -> None:
-    """spec §1.3: the API range is 0–900 whole seconds; the file and line name the key."""
+    """spec §1.3, §1.6: the API range is 0–900 whole seconds, refused with AWS's model-validation
+    message (a non-integer is refused by its type); the file and line name the key."""
     text = only_problem(tmp_path, f"TumblingWindowInSeconds: {value}\n")
     assert text == f"{where(tmp_path, 5)}: TumblingWindowInSeconds: {message}"
 
@@ -514,7 +523,9 @@ def test_poller_validate_accepts_a_window_and_refuses_a_bad_one(tmp_path: Path) 
     status = run_validate(None, environ={}, cwd=tmp_path, out=out)
     assert status == 1
     assert out.getvalue().splitlines() == [
-        f"{maps / 'bad.yaml'}:6: Mapping 'bad': TumblingWindowInSeconds: Input should be less than or equal to 900",
+        f"{maps / 'bad.yaml'}:6: Mapping 'bad': TumblingWindowInSeconds: 1 validation error detected: "
+        "Value '1000' at 'tumblingWindowInSeconds' failed to satisfy constraint: Member must have value "
+        "less than or equal to 900",
         "1 mapping OK, 1 problem",
     ]
 

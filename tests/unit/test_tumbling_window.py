@@ -259,6 +259,8 @@ def test_state_over_1_mb_terminates_the_window_early() -> None:
     assert not tracker.belongs_to_open(ref(2, START + 3))
     final = tracker.invocation("s", "arn", final=True)
     assert (final.final, final.terminated_early) == (True, True)
+    # The oversized state is dropped: the final invocation carries the last one within the limit.
+    assert final.state == b'{"a":"' + b"x" * 90 + b'"}'
     assert tracker.invocation("s", "arn", final=False).terminated_early is False  # only the final says so
     tracker.closed()
     tracker.take([ref(2, START + 3)])
@@ -266,7 +268,8 @@ def test_state_over_1_mb_terminates_the_window_early() -> None:
 
 
 def test_open_window_status_shows_bounds_invocations_and_state_size() -> None:
-    """Issue 17: /status shows each shard's open window."""
+    """spec §8 (the open window, its invocations and state against the 1 MB limit), shown per shard
+    as DESIGN §1.6 asks of /status (per shard position)."""
     tracker = WindowTracker(120)
     tracker.take([ref(1, START + 70)])
     tracker.invoked(b'{"n":1}')
@@ -351,6 +354,35 @@ def test_the_record_age_gives_up_a_failing_final_invocation_but_never_skips_the_
         ["7"],
     )
     assert process.next_decision(START + 700) == Checkpoint("7")
+
+
+def test_a_final_invocation_throttled_forever_is_given_up_once_its_records_are_too_old() -> None:
+    """spec §4.1, §5.2, §8: throttles consume no attempt, but the window's records still expire by
+    MaximumRecordAgeInSeconds: once the newest is older than 60 s the window goes to the destination
+    (RecordAgeExceeded) and the checkpoint moves past it, instead of holding the shard forever."""
+    clock = ManualClock(now=0.0, epoch=START + 50)
+    tracker = WindowTracker(60)
+    tracker.take([ref(1, START + 1), ref(2, START + 20)])
+    assert tracker.open is not None
+    process = FinalInvokeProcess(tracker.open, RetryPolicy(maximum_record_age_seconds=60))
+    throttled = NotInvoked("throttled", "429", retry_after_seconds=5.0)
+    while clock.wall() - (START + 20) <= 60:
+        assert process.next_decision(clock.wall()) == Invoke((), 1)
+        process.record_result(throttled, BatchNotInvoked(throttled))
+        backoff = process.next_decision(clock.wall())
+        assert isinstance(backoff, Backoff)
+        clock.advance(backoff.seconds)
+    assert clock.wall() <= START + 20 + 60 + 5  # given up at the first decision past the age
+    discard = process.next_decision(clock.wall())
+    assert isinstance(discard, SendToDestination)
+    assert (discard.condition, [r.sequence_number for r in discard.records]) == (
+        FailureCondition.RECORD_AGE_EXCEEDED,
+        ["1", "2"],
+    )
+    assert discard.approximate_invoke_count == 1
+    assert process.next_decision(clock.wall()) == Checkpoint("2")
+    assert isinstance(process.next_decision(clock.wall()), Done)
+    assert process.attempts == 0
 
 
 def test_unlimited_retries_keep_the_shard_waiting() -> None:

@@ -19,6 +19,7 @@ from poller.core.filtering import FilterSet, compile_filters
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_event import STREAM_EVENT_OVERHEAD
 from poller.core.stream_retry import RetryPolicy
+from poller.core.tumbling_window import IDLE_CLOSE_SECONDS
 from poller.dispatch.driver import Driver
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
@@ -53,6 +54,7 @@ class StreamContext:
         clock: Clock,
         stopping: asyncio.Event,
         read_backoff: Callable[[int], float],
+        window_idle_close_seconds: float = IDLE_CLOSE_SECONDS,
     ) -> None:
         self.mapping = mapping
         self.api = api
@@ -64,6 +66,8 @@ class StreamContext:
         self.clock = clock
         self.stopping = stopping
         self.read_backoff = read_backoff
+        self.window_idle_close_seconds = window_idle_close_seconds
+        """spec §8: how long after its end a tumbling window without new records waits to close."""
         self.driver = Driver(clock=clock, status=status)
         self.log: Any = structlog.get_logger(f"poller.{mapping.source_kind}").bind(mapping=mapping.name)
         # Compiled once per mapping; the loader has already refused invalid patterns (spec §7.6).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +31,11 @@ from poller.sources.streams.lanes import Tracked
 
 if TYPE_CHECKING:
     from poller.sources.streams.shard import ShardWorker
+
+EMPTY_READS_CAUGHT_UP: Final = 2
+"""Without a behind figure (DynamoDB Streams), how many empty reads in a row count as caught up: one
+empty page can come mid-stream while catching up from TRIM_HORIZON, and a tumbling window closed on
+it early would split (spec §8)."""
 
 
 class ShardReader:
@@ -68,6 +73,7 @@ class ShardReader:
         limit = api.max_read_records
         iterator: str | None = None
         failures = 0
+        empty_reads = 0
         ahead_asked = 0.0
         while not context.stopping.is_set():
             try:
@@ -95,7 +101,11 @@ class ShardReader:
                 ahead_asked = context.clock.wall()
                 ahead.start(api.read(self.shard_id, iterator, limit))
             await self._take(result.items)
-            self.worker.note_read(asked, records=bool(result.items), caught_up=not result.behind_ms)
+            empty_reads = 0 if result.items else empty_reads + 1
+            # What a window's close is judged on: Kinesis says how far behind it is; DynamoDB does not.
+            behind = result.behind_ms
+            shard_caught_up = behind == 0 if behind is not None else empty_reads >= EMPTY_READS_CAUGHT_UP
+            self.worker.note_read(asked, records=bool(result.items), caught_up=shard_caught_up)
             if result.items:
                 context.record_age(
                     self.shard_id, context.clock.wall() - result.items[-1].ref.arrival_epoch_seconds

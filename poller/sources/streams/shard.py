@@ -31,7 +31,11 @@ class ShardWorker:
         self.progress = ShardProgress(watermark=watermark)
         self.stored = watermark
         window_seconds = context.mapping.tumbling_window_seconds
-        self.windows = WindowTracker(window_seconds) if window_seconds else None
+        self.windows = (
+            WindowTracker(window_seconds, idle_close_seconds=context.window_idle_close_seconds)
+            if window_seconds
+            else None
+        )
         """The shard's open tumbling window (spec §8); its state lives only in this worker's memory,
         so a restart or a lease moving starts the window again from the checkpoint, with empty state."""
         self.held = False

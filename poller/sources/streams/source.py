@@ -9,6 +9,7 @@ from typing import Final
 
 from poller.config import StreamMapping
 from poller.core.clock import Clock
+from poller.core.tumbling_window import IDLE_CLOSE_SECONDS
 from poller.dispatch.failures import FailureSender
 from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import MappingMetrics
@@ -39,6 +40,7 @@ class StreamSource:
         refresh_seconds: float = REFRESH_SECONDS,
         read_backoff: Callable[[int], float] = read_backoff_seconds,
         leases: LeaseCoordinator | None = None,
+        window_idle_close_seconds: float = IDLE_CLOSE_SECONDS,
     ) -> None:
         self.kind: str = mapping.source_kind
         self.mapping = mapping
@@ -55,6 +57,7 @@ class StreamSource:
             clock=clock,
             stopping=stopping,
             read_backoff=read_backoff,
+            window_idle_close_seconds=window_idle_close_seconds,
         )
         self.scheduler = ShardScheduler(self.context, leases=leases, refresh_seconds=refresh_seconds)
 

@@ -66,7 +66,7 @@ class WindowLane(Lane):
             report_batch_item_failures=context.mapping.report_batch_item_failures
         )
         # The 6 MB cap counts the window's members with room for the largest state a batch may carry:
-        # a state over 1 MB ends the window, and only the final invocation (without records) gets it.
+        # a state over 1 MB ends the window and is never sent (the tracker keeps the last one within it).
         empty = WindowInvocation(Window(0, 1), EMPTY_STATE, worker.shard_id, context.mapping.event_source_arn)
         reserve = empty.overhead_bytes() + STATE_LIMIT_BYTES
         self.limits = replace(context.limits, envelope_bytes=reserve)
@@ -117,8 +117,9 @@ class WindowLane(Lane):
         opened = tracker.open
         self.carry = head
         if opened is not None and not tracker.belongs_to_open(head.item.ref):
-            reason = CloseReason.STATE_LIMIT if opened.terminated_early else CloseReason.LATER_RECORD
-            return await self._close(reason)
+            # A later window's record, an earlier one's (see `poller.core.tumbling_window`), or the open
+            # window was terminated early: it closes first, and the record opens its own, with `{}`.
+            return await self._close(tracker.close_reason_for(head.item.ref))
         batch = await self._gather()
         if batch is None:
             return False
