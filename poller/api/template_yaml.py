@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from poller.config.yaml_lines import KeyPath, LineMap, YamlDocument, YamlError
+from poller.config.yaml_lines import LineMap, YamlDocument, YamlError, index_lines
 
 SHORT_FORMS = frozenset(
     {
@@ -41,7 +41,6 @@ SHORT_FORMS = frozenset(
         "Length",
     }
 )
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def long_form_key(tag: str) -> str | None:
@@ -105,8 +104,7 @@ def _parse(text: str) -> YamlDocument:
         node = loader.get_single_node()
         if node is None:
             return YamlDocument(None, LineMap({}))
-        lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
-        _index(node, (), lines, set())
+        lines = index_lines(node, long_form_key)
         value = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -121,29 +119,3 @@ def _parse(text: str) -> YamlDocument:
         loader.dispose()
     return YamlDocument(value, LineMap(lines))
 
-
-def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int]) -> None:
-    # As poller.config.yaml_lines: an aliased node is indexed once (no "billion laughs"), and a
-    # duplicate key is refused rather than silently overridden.
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    tag_key = long_form_key(node.tag) if node.tag.startswith("!") else None
-    if tag_key is not None:
-        path = (*path, tag_key)
-        lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key_path = (*path, str(key_node.value))
-            line = key_node.start_mark.line + 1
-            if key_path in lines:
-                raise YamlError(f"Duplicate key '{key_node.value}' (first on line {lines[key_path]}).", line)
-            lines[key_path] = line
-            _index(value_node, key_path, lines, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            item_path = (*path, position)
-            lines[item_path] = item.start_mark.line + 1
-            _index(item, item_path, lines, seen)

@@ -8,7 +8,7 @@ and, beside them, a map from key path to the 1-based line of that key (or sequen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -74,8 +74,7 @@ def parse_yaml(text: str) -> YamlDocument:
             return YamlDocument(None, LineMap({}))
         # Index before constructing: construction flattens merge keys (`<<`) into the node in
         # place, which would make merged keys look like duplicates of the keys that override them.
-        lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
-        _index(node, (), lines, set())
+        lines = index_lines(node)
         value = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc) from exc
@@ -88,13 +87,36 @@ def parse_yaml(text: str) -> YamlDocument:
     return YamlDocument(value, LineMap(lines))
 
 
-def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int]) -> None:
+TagKey = Callable[[str], str | None]
+"""A local tag (`!Sub`) → the key it stands for in the constructed value (`Fn::Sub`), or None."""
+
+
+def index_lines(node: yaml.Node, tag_key: TagKey | None = None) -> dict[KeyPath, int]:
+    """Key path → 1-based line for every key and sequence item under `node` (the root is `()`).
+
+    Raises `YamlError` for a duplicate key. `tag_key` serves loaders whose tags construct a one-key
+    mapping (CloudFormation's `!Sub x` → `{"Fn::Sub": x}`): that extra level is given the tag's line.
+    Call it before constructing: construction flattens merge keys (`<<`) into the node in place,
+    which would make merged keys look like duplicates of the keys that override them.
+    """
+    lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
+    _index(node, (), lines, set(), tag_key)
+    return lines
+
+
+def _index(
+    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int], tag_key: TagKey | None
+) -> None:
     # An aliased node is indexed once, where it is anchored: walking every alias again would let
     # a few hundred bytes of nested aliases ("billion laughs") take exponential time and memory,
     # and a recursive alias (`&a [*a]`) would never end.
     if id(node) in seen:
         return
     seen.add(id(node))
+    key = tag_key(node.tag) if tag_key is not None and node.tag.startswith("!") else None
+    if key is not None:
+        path = (*path, key)
+        lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
@@ -106,12 +128,12 @@ def _index(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[
                 # worse than a refused file.
                 raise YamlError(f"Duplicate key '{key_node.value}' (first on line {lines[key_path]}).", line)
             lines[key_path] = line
-            _index(value_node, key_path, lines, seen)
+            _index(value_node, key_path, lines, seen, tag_key)
     elif isinstance(node, yaml.SequenceNode):
         for position, item in enumerate(node.value):
             item_path = (*path, position)
             lines[item_path] = item.start_mark.line + 1
-            _index(item, item_path, lines, seen)
+            _index(item, item_path, lines, seen, tag_key)
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError) -> YamlError:
