@@ -140,7 +140,11 @@ class LeaseTable:
                 await asyncio.sleep(0.5)  # polling DescribeTable: the documented way to await creation
 
     async def items(self, mapping: str) -> list[LeaseItem]:
-        items: list[LeaseItem] = []
+        return [_item(raw) for raw in await self._partition(mapping)]
+
+    async def _partition(self, mapping: str) -> list[dict[str, Any]]:
+        """Every raw item under one `mapping` key, all pages, read consistently."""
+        raws: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while True:
             args: dict[str, Any] = {
@@ -153,10 +157,10 @@ class LeaseTable:
             if start:
                 args["ExclusiveStartKey"] = start
             page = await self.client.query(**args)
-            items += [_item(raw) for raw in page.get("Items", [])]
+            raws += page.get("Items", [])
             start = page.get("LastEvaluatedKey")
             if not start:
-                return items
+                return raws
 
     async def item(self, mapping: str, shard_id: str) -> LeaseItem | None:
         reply = await self.client.get_item(
@@ -308,24 +312,8 @@ class LeaseTable:
 
     async def api_mappings(self) -> dict[str, str]:
         """Every API-made mapping: UUID → its JSON body (read consistently: replicas poll this)."""
-        rows: dict[str, str] = {}
-        start: dict[str, Any] | None = None
-        while True:
-            args: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "#m = :m",
-                "ExpressionAttributeNames": {"#m": "mapping"},
-                "ExpressionAttributeValues": {":m": {"S": API_MAPPINGS_KEY}},
-                "ConsistentRead": True,
-            }
-            if start:
-                args["ExclusiveStartKey"] = start
-            page = await self.client.query(**args)
-            for raw in page.get("Items", []):
-                rows[str(raw["leaseKey"]["S"])] = str(raw["body"]["S"])
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return rows
+        raws = await self._partition(API_MAPPINGS_KEY)
+        return {str(raw["leaseKey"]["S"]): str(raw["body"]["S"]) for raw in raws}
 
     async def put_api_mapping(self, uuid: str, body: str) -> None:
         item = {**_key(API_MAPPINGS_KEY, uuid), "body": {"S": body}, "updatedAt": {"N": repr(time.time())}}
