@@ -1,11 +1,21 @@
-"""A resolved Kinesis mapping for unit tests of the stream source, AWS's defaults unless overridden."""
+"""A resolved Kinesis mapping for unit tests of the stream source, AWS's defaults unless overridden,
+and the stream source those tests run over it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
 from poller.config import Location, StreamMapping
+from poller.core.clock import Clock
+from poller.dispatch.failures import FailureSender
+from poller.dispatch.invoker import Invoker
+from poller.observability.metrics import MappingMetrics
+from poller.observability.status import MappingStatus
+from poller.sources.streams import StreamSource
+from poller.sources.streams.api import StreamApi
+from poller.state import CheckpointStore
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/s"
 
@@ -34,3 +44,44 @@ def kinesis_mapping(**overrides: Any) -> StreamMapping:
         on_failure_destination=None,
     )
     return replace(base, **overrides)
+
+
+def stream_source(
+    resolved: StreamMapping,
+    *,
+    api: StreamApi,
+    target: Any,
+    store: CheckpointStore,
+    metrics: MappingMetrics,
+    status: MappingStatus,
+    clock: Clock,
+    stopping: asyncio.Event,
+    destination: Any = None,
+    **options: Any,
+) -> StreamSource:
+    """A Kinesis source invoking `target`, giving up to `destination`, retrying reads quickly."""
+    return StreamSource(
+        resolved,
+        api=api,
+        invoker=Invoker(
+            target=target,
+            metrics=metrics,
+            source_kind="kinesis",
+            report_batch_item_failures=resolved.report_batch_item_failures,
+        ),
+        store=store,
+        failures=FailureSender(
+            mapping_name=resolved.name,
+            destination=destination,
+            function_arn="arn",
+            metrics=metrics,
+            clock=clock,
+            stopping=stopping,
+        ),
+        metrics=metrics,
+        status=status,
+        clock=clock,
+        stopping=stopping,
+        read_backoff=lambda failures: 0.01 * failures,
+        **options,
+    )

@@ -22,8 +22,6 @@ from poller.core.clock import SystemClock
 from poller.core.outcome import InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
 from poller.core.stream_retry import StreamRecordRef
-from poller.dispatch.failures import FailureSender
-from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus
 from poller.sources.streams import StreamSource
@@ -37,7 +35,7 @@ from poller.sources.streams.api import (
     TrimHorizon,
 )
 from poller.state import SqliteCheckpointStore
-from tests.unit.stream_mappings import ARN
+from tests.unit.stream_mappings import ARN, stream_source
 from tests.unit.stream_mappings import kinesis_mapping as mapping
 from tests.waiting import wait_until
 
@@ -123,26 +121,15 @@ async def run_source(tmp_path: Path) -> AsyncIterator[object]:
         target = RecordingTarget()
         stopping = asyncio.Event()
         clock = SystemClock()
-        source = StreamSource(
+        source = stream_source(
             mapping(),
             api=api,
-            invoker=Invoker(
-                target=target, metrics=metrics, source_kind="kinesis", report_batch_item_failures=False
-            ),
+            target=target,
             store=store,
-            failures=FailureSender(
-                mapping_name="m",
-                destination=None,
-                function_arn="arn",
-                metrics=metrics,
-                clock=clock,
-                stopping=stopping,
-            ),
             metrics=metrics,
             status=status,
             clock=clock,
             stopping=stopping,
-            read_backoff=lambda failures: 0.01 * failures,
         )
         tasks.append(asyncio.create_task(source.run()))
         return Running(source, target, registry, status)

@@ -22,13 +22,11 @@ from poller.core.clock import Clock, SystemClock
 from poller.core.outcome import FunctionFailed, InvokeOutcome, Succeeded
 from poller.core.shard_lineage import ShardInfo
 from poller.core.tumbling_window import IDLE_CLOSE_SECONDS
-from poller.dispatch.failures import FailureSender
-from poller.dispatch.invoker import Invoker
 from poller.observability.metrics import Metrics
 from poller.observability.status import MappingStatus
 from poller.sources.streams import StreamSource
 from poller.state import SqliteCheckpointStore
-from tests.unit.stream_mappings import ARN
+from tests.unit.stream_mappings import ARN, stream_source
 from tests.unit.stream_mappings import kinesis_mapping as mapping
 from tests.unit.test_stream_reader import StreamDouble, item
 from tests.waiting import wait_until
@@ -105,29 +103,16 @@ async def run_windows(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         stopping = asyncio.Event()
         clock = clock or SystemClock()
         resolved = mapping(**{"tumbling_window_seconds": WINDOW, "batch_size": 10, **settings})
-        source = StreamSource(
+        source = stream_source(
             resolved,
             api=api,
-            invoker=Invoker(
-                target=target,
-                metrics=metrics,
-                source_kind="kinesis",
-                report_batch_item_failures=resolved.report_batch_item_failures,
-            ),
+            target=target,
             store=store,
-            failures=FailureSender(
-                mapping_name="m",
-                destination=destination,
-                function_arn="arn",
-                metrics=metrics,
-                clock=clock,
-                stopping=stopping,
-            ),
             metrics=metrics,
             status=status,
             clock=clock,
             stopping=stopping,
-            read_backoff=lambda failures: 0.01 * failures,
+            destination=destination,
             window_idle_close_seconds=window_idle_close_seconds,
         )
         running = Running(
