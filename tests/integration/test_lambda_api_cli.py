@@ -11,7 +11,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from tests.integration.conftest import REGION, PollerProcess, StartPoller, wait_until
 from tests.integration.test_lambda_api import HANDLER, seen, status_states
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,8 @@ async def aws_json(poller: PollerProcess, *args: str) -> dict[str, Any]:
 
 
 async def eventually(look: Callable[[], Awaitable[object]], expected: object, *, what: str) -> None:
-    """wait_until for a look that is itself a coroutine (each look runs the CLI): a deadline, no fixed pause."""
-    deadline = time.monotonic() + 20
-    while (last := await look()) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
-        await asyncio.sleep(0.05)
+    """Each look runs the CLI, so it is awaited: a deadline, no fixed pause."""
+    await wait_for(look, lambda seen: seen == expected, what=what)
 
 
 async def test_the_cli_runs_a_mapping_through_its_life(

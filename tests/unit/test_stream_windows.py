@@ -29,7 +29,7 @@ from poller.state import SqliteCheckpointStore
 from tests.unit.stream_mappings import ARN, stream_source
 from tests.unit.stream_mappings import kinesis_mapping as mapping
 from tests.unit.test_stream_reader import StreamDouble, item
-from tests.waiting import wait_until
+from tests.waiting import wait_for, wait_until
 
 WINDOW = 60
 # Two minutes ago, aligned: windows [BASE, BASE+60) and [BASE+60, BASE+120) have both ended.
@@ -292,22 +292,18 @@ def _epoch(event: dict[str, Any]) -> int:
 
 
 async def _eventually(read: Callable[[], Any], expected: str) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if await read() == expected:
-            return True
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"checkpoint never reached {expected}: {await read()}")
+    await wait_for(read, lambda seen: seen == expected, timeout=10, what=f"checkpoint {expected}")
+    return True
 
 
 async def _eventually_finished(running: Running) -> bool:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stored = await running.store.get("m", "shard-0")
-        if stored is not None and stored.shard_end:
-            return stored.sequence_number == "2"
-        await asyncio.sleep(0.05)
-    raise AssertionError("the shard was never marked finished")
+    stored = await wait_for(
+        lambda: running.store.get("m", "shard-0"),
+        lambda seen: seen is not None and seen.shard_end,
+        timeout=10,
+        what="the shard marked finished",
+    )
+    return stored.sequence_number == "2"
 
 
 async def test_a_final_invocation_that_keeps_failing_gives_the_window_up(
