@@ -40,6 +40,15 @@ class ApiMappings:
     """The Names in `running` that were made through the API."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _reported: set[tuple[str, str]] = field(default_factory=set)
+    _resolved: dict[str, tuple[Mapping[str, Any], ResolvedMapping | None, list[Problem]]] = field(
+        default_factory=dict
+    )
+    """By UUID, the last document read and what it resolved to: a poll every 2 s re-resolves (on the
+    event loop) only what changed, not every stored mapping."""
+
+    def forget_resolved(self) -> None:
+        """What the documents resolve to changed (the files declare other functions): resolve anew."""
+        self._resolved.clear()
 
     def changed(self) -> None:
         """The store was written here: apply it now rather than at the next poll."""
@@ -58,12 +67,14 @@ class ApiMappings:
             if name in self.running and name not in self.names:
                 self._report(record.uuid, name, f"the Name '{name}' is used by a mapping file")
                 continue
-            mapping, problems = self.resolve(record.document, f"api:{record.uuid}")
+            mapping, problems = self._resolve(record.uuid, record.document)
             if mapping is None:
                 # Validated when it was written; a newer poller with stricter rules may disagree.
                 self._report(record.uuid, name, "; ".join(str(problem) for problem in problems))
                 continue
             wanted[name] = mapping
+        for uuid in set(self._resolved) - set(records):
+            del self._resolved[uuid]
         async with self.reloader.lock:
             diff = diff_mappings(self.current(), wanted.values())
             if diff.empty:
@@ -77,6 +88,16 @@ class ApiMappings:
                 await self.reloader.apply_locked(diff)
             finally:
                 self.names = set(wanted)
+
+    def _resolve(
+        self, uuid: str, document: Mapping[str, Any]
+    ) -> tuple[ResolvedMapping | None, list[Problem]]:
+        cached = self._resolved.get(uuid)
+        if cached is not None and cached[0] == document:
+            return cached[1], cached[2]
+        mapping, problems = self.resolve(document, f"api:{uuid}")
+        self._resolved[uuid] = (document, mapping, problems)
+        return mapping, problems
 
     def _report(self, uuid: str, name: str, why: str) -> None:
         if (uuid, why) not in self._reported:

@@ -218,6 +218,8 @@ class Service:
     def _on_loaded(self, loaded: LoadedConfig) -> None:
         self.functions.define(loaded.functions)
         self.declared = DeclaredFunctions(loaded.functions, {})
+        if self.api_mappings is not None:
+            self.api_mappings.forget_resolved()
 
     def _api_mappings_running(self) -> list[ResolvedMapping]:
         return self.api_mappings.current() if self.api_mappings is not None else []

@@ -133,3 +133,40 @@ async def test_the_store_is_applied_through_the_reload_path(tmp_path: Path) -> N
         assert api.names == set()
         h.stopping.set()
         assert await h.pool.drain_all(5.0) == 0
+
+
+async def test_a_poll_resolves_only_the_documents_that_changed(tmp_path: Path) -> None:
+    """DESIGN §1.9: every replica reads the store every 2 s; a document that did not change is not
+    judged again on the event loop (until the functions the files declare change)."""
+    directory = tmp_path / "m"
+    load(directory, {"file.yaml": sqs_yaml("file")})
+    store = MemoryStore()
+    judged: list[str] = []
+
+    def counting(document: Mapping[str, Any], origin: str) -> tuple[ResolvedMapping | None, list[Problem]]:
+        judged.append(origin)
+        return resolve(document, origin)
+
+    async with asyncio.TaskGroup() as group:
+        h = ServiceHarness(directory, group)
+
+        async def open_store() -> MemoryStore:
+            return store
+
+        api = ApiMappings(h.reloader, h.running, open_store, counting, h.stopping)
+        store.put("api-1", BatchSize=5)
+        store.put("api-2", BatchSize=5)
+        await api.sync()
+        await api.sync()
+        assert sorted(judged) == ["api:api-1", "api:api-2"]
+
+        store.put("api-2", BatchSize=6)
+        await api.sync()
+        assert sorted(judged) == ["api:api-1", "api:api-2", "api:api-2"]
+        assert h.running["api-2"].batch_size == 6
+
+        api.forget_resolved()
+        await api.sync()
+        assert len(judged) == 5
+        h.stopping.set()
+        await h.pool.drain_all(5.0)
