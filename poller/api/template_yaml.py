@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from poller.config.yaml_lines import LineMap, YamlDocument, YamlError, index_lines
+from poller.config.yaml_lines import LineMap, YamlDocument, YamlError, parse_yaml
 
 SHORT_FORMS = frozenset(
     {
@@ -96,26 +96,5 @@ def parse_template(text: str, *, json_file: bool = False) -> YamlDocument:
 
 
 def _parse(text: str) -> YamlDocument:
-    try:
-        loader = _TemplateLoader(text)
-    except yaml.YAMLError as exc:
-        raise YamlError(f"Invalid YAML: {exc}", None) from exc
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return YamlDocument(None, LineMap({}))
-        lines = index_lines(node, long_form_key)
-        value = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        context = f"{exc.context}: " if exc.context else ""
-        line = mark.line + 1 if mark is not None else None
-        raise YamlError(f"Invalid YAML: {context}{exc.problem or 'malformed YAML'}", line) from exc
-    except yaml.YAMLError as exc:
-        raise YamlError(f"Invalid YAML: {exc}", None) from exc
-    except RecursionError as exc:
-        raise YamlError("Invalid YAML: nested too deeply.", None) from exc
-    finally:
-        loader.dispose()
-    return YamlDocument(value, LineMap(lines))
+    return parse_yaml(text, loader_class=_TemplateLoader, tag_key=long_form_key)
 

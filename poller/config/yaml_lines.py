@@ -61,11 +61,16 @@ class YamlDocument:
     lines: LineMap
 
 
-def parse_yaml(text: str) -> YamlDocument:
-    """Parse exactly one YAML document, raising `YamlError` with a line for anything malformed."""
+def parse_yaml(
+    text: str, *, loader_class: type[yaml.SafeLoader] = yaml.SafeLoader, tag_key: TagKey | None = None
+) -> YamlDocument:
+    """Parse exactly one YAML document, raising `YamlError` with a line for anything malformed.
+
+    `loader_class` and `tag_key` serve loaders with tags of their own (CloudFormation's short forms:
+    see `index_lines`)."""
     try:
         # The constructor already checks the characters (a NUL raises here), so it is inside.
-        loader = yaml.SafeLoader(text)
+        loader = loader_class(text)
     except yaml.YAMLError as exc:
         raise YamlError(f"Invalid YAML: {exc}", None) from exc
     try:
@@ -74,7 +79,7 @@ def parse_yaml(text: str) -> YamlDocument:
             return YamlDocument(None, LineMap({}))
         # Index before constructing: construction flattens merge keys (`<<`) into the node in
         # place, which would make merged keys look like duplicates of the keys that override them.
-        lines = index_lines(node)
+        lines = index_lines(node, tag_key)
         value = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc) from exc
