@@ -20,11 +20,11 @@ from typing import Any
 from poller.api.esm_errors import conflict, in_use, invalid, not_found
 from poller.api.esm_shapes import configuration, create_document, updated_document
 from poller.api.esm_store import ApiMappingRecord, ApiMappingStore, load_records
-from poller.config import Location, Problem, ResolvedMapping, Settings, StreamMapping
+from poller.config import Location, Problem, ResolvedMapping, Settings
 from poller.config.aws_model import check_document, request_shape, validation_message
 from poller.config.kafka import servers_overlap
 from poller.config.resolved import KafkaMapping, UnstartableMapping
-from poller.observability.status import ServiceStatus
+from poller.observability.status import ServiceStatus, initial_processing_result, user_reason_for
 
 FILE_NAMESPACE = uuids.UUID("0b6d3e4c-58a1-4e0c-9a57-5d1c0e7f2a10")
 """uuid5(FILE_NAMESPACE, Name) is a file-defined mapping's UUID: stable across restarts and replicas."""
@@ -292,9 +292,7 @@ class EsmService:
         if status is not None:
             return status.state, status.state_transition_reason, status.last_processing_result
         mapping = view.mapping
-        stream = isinstance(mapping, StreamMapping)
-        reason = "User action" if stream else "USER_INITIATED"
-        result = "No records processed" if isinstance(mapping, StreamMapping | KafkaMapping) else None
+        reason, result = user_reason_for(mapping), initial_processing_result(mapping)
         if view.deleting:
             return "Deleting", reason, result
         enabled = (

@@ -12,8 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from poller.config.resolved import KafkaMapping, ResolvedMapping, StreamMapping
 from poller.core.redact import redact_url, redact_urls
 from poller.observability.metrics import MappingMetrics
+
+
+def user_reason_for(mapping: ResolvedMapping | None) -> str:
+    """spec §1.5: AWS's StateTransitionReason for a user's change, `User action` for stream mappings
+    and `USER_INITIATED` for the others."""
+    return "User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED"
+
+
+def initial_processing_result(mapping: ResolvedMapping | None) -> str | None:
+    """spec §1.5: `LastProcessingResult` before the first batch; SQS mappings have none."""
+    return "No records processed" if isinstance(mapping, StreamMapping | KafkaMapping) else None
 
 
 class StatusReport(Protocol):

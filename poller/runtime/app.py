@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from poller.api.esm_routes import esm_routes
 from poller.api.esm_service import EsmRuntime, EsmService
 from poller.api.esm_store import ApiMappingStore
-from poller.config import KafkaMapping, LoadedConfig, Problem, ResolvedMapping, Settings, StreamMapping
+from poller.config import LoadedConfig, Problem, ResolvedMapping, Settings
 from poller.config.documents import entry_from_document
 from poller.config.functions import DeclaredFunctions
 from poller.config.loader import load_mapping_files, load_settings
@@ -38,7 +38,12 @@ from poller.destinations.kafka import KafkaProducers
 from poller.functions.launch import service_credentials
 from poller.observability.function_metrics import FunctionMetrics
 from poller.observability.metrics import Metrics
-from poller.observability.status import MappingStatus, ServiceStatus
+from poller.observability.status import (
+    MappingStatus,
+    ServiceStatus,
+    initial_processing_result,
+    user_reason_for,
+)
 from poller.runtime.api_checks import source_problem
 from poller.runtime.api_mappings import ApiMappings
 from poller.runtime.assembly import MappingAssembly
@@ -271,7 +276,6 @@ class Service:
     def _start_mapping(self, mapping: ResolvedMapping) -> None:
         """Register a mapping's status and, if it is enabled, start its supervisor."""
         assert self.pool is not None, "the service is not running"
-        streams = isinstance(mapping, StreamMapping | KafkaMapping)
         previous = self.status.mappings.get(mapping.name)
         # A restart after a change keeps saying Updating / Enabling until it polls (spec §1.5).
         carried = (
@@ -284,9 +288,8 @@ class Service:
             event_source=mapping.event_source_arn,
             function_name=mapping.function_name,
             metrics=self.metrics.for_mapping(mapping.name),
-            # spec §1.2, §1.5: what AWS reports for stream mappings.
-            user_reason="User action" if isinstance(mapping, StreamMapping) else "USER_INITIATED",
-            last_processing_result="No records processed" if streams else None,
+            user_reason=user_reason_for(mapping),
+            last_processing_result=initial_processing_result(mapping),
             leaked_threads=functools.partial(leaked_handler_threads, mapping.name),
         )
         self.status.mappings[mapping.name] = status
